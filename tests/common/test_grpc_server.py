@@ -1,0 +1,126 @@
+"""Every server maps domain errors to status codes, carries request ids, and serves health and reflection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import CollectorRegistry
+
+from dreamforge.v1 import storage_pb2, storage_pb2_grpc
+from services.common import errors
+from services.common.grpc_client import check_health, open_channel
+from services.common.grpc_server import GrpcServer, RpcMetrics, start_grpc_server
+from services.common.logs import request_id_var
+
+SERVICE = "dreamforge.v1.StorageService"
+
+
+class _Servicer(storage_pb2_grpc.StorageServiceServicer):
+    async def GetStory(self, request: storage_pb2.GetStoryRequest, context: object) -> storage_pb2.GetStoryResponse:
+        if request.story_id == "missing":
+            raise errors.NotFound("story 'missing' does not exist")
+        if request.story_id == "boom":
+            raise RuntimeError("a bug with a secret inside")
+        # Echo the request id this call runs under, to prove it travelled.
+        return storage_pb2.GetStoryResponse(manifest=storage_pb2.StoryManifest(title=request_id_var.get() or ""))
+
+    async def GetAsset(  # type: ignore[override]
+        self, request: storage_pb2.GetAssetRequest, context: object
+    ) -> AsyncIterator[storage_pb2.GetAssetResponse]:
+        yield storage_pb2.GetAssetResponse(chunk=b"first")
+        raise errors.InvalidArgument("asset name must not contain '/'")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[GrpcServer, CollectorRegistry]]:
+    registry = CollectorRegistry()
+    handle = await start_grpc_server(
+        "127.0.0.1:0",
+        lambda s: storage_pb2_grpc.add_StorageServiceServicer_to_server(_Servicer(), s),
+        [SERVICE],
+        metrics=RpcMetrics(registry, "storage"),
+    )
+    try:
+        yield handle, registry
+    finally:
+        await handle.stop(0)
+
+
+async def test_domain_error_becomes_its_status_code(server: tuple[GrpcServer, CollectorRegistry]) -> None:
+    handle, _ = server
+    async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetStory(storage_pb2.GetStoryRequest(story_id="missing"))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.details() == "story 'missing' does not exist"
+
+
+async def test_unexpected_exception_is_internal_without_leaking_details(
+    server: tuple[GrpcServer, CollectorRegistry],
+) -> None:
+    handle, registry = server
+    async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.GetStory(storage_pb2.GetStoryRequest(story_id="boom"))
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in (caught.value.details() or "")
+    assert "request id" in (caught.value.details() or "")
+    count = registry.get_sample_value(
+        "dreamforge_rpc_requests_total", {"service": "storage", "method": "GetStory", "code": "INTERNAL"}
+    )
+    assert count == 1
+
+
+async def test_error_in_the_middle_of_a_stream_keeps_its_code(server: tuple[GrpcServer, CollectorRegistry]) -> None:
+    handle, _ = server
+    async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+        stub = storage_pb2_grpc.StorageServiceStub(channel)
+        received = []
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            async for message in stub.GetAsset(storage_pb2.GetAssetRequest(story_id="s", name="a")):
+                received.append(message.chunk)
+    assert received == [b"first"]
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_request_id_travels_from_client_context_to_server(server: tuple[GrpcServer, CollectorRegistry]) -> None:
+    handle, _ = server
+    token = request_id_var.set("req-from-gateway")
+    try:
+        async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+            reply = await storage_pb2_grpc.StorageServiceStub(channel).GetStory(
+                storage_pb2.GetStoryRequest(story_id="x")
+            )
+    finally:
+        request_id_var.reset(token)
+    assert reply.manifest.title == "req-from-gateway"
+
+
+async def test_health_follows_set_serving(server: tuple[GrpcServer, CollectorRegistry]) -> None:
+    handle, _ = server
+    async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+        assert not await check_health(channel)
+        await handle.set_serving(True)
+        assert await check_health(channel)
+        assert await check_health(channel, SERVICE)
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_service(server: tuple[GrpcServer, CollectorRegistry]) -> None:
+    handle, _ = server
+    async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = []
+        async for response in responses:
+            names = [service.name for service in response.list_services_response.service]
+            break
+    assert SERVICE in names
+    assert "grpc.health.v1.Health" in names
