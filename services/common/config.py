@@ -62,14 +62,14 @@ class Env:
             return None
         return value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def text(self, name: str, default: str) -> str:
         value = self.raw(name)
         return default if value is None else value
 
-    def optional_str(self, name: str) -> str | None:
+    def optional(self, name: str) -> str | None:
         return self.raw(name)
 
-    def required_str(self, name: str) -> str:
+    def required(self, name: str) -> str:
         value = self.raw(name)
         if value is None:
             raise ConfigError(f"Config '{name}' is missing")
@@ -78,7 +78,7 @@ class Env:
     def secret(self, name: str) -> Secret:
         return Secret(self.raw(name) or "")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def integer(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
         value = self.raw(name)
         if value is None:
             return default
@@ -89,9 +89,7 @@ class Env:
         _check_range(name, number, minimum, maximum)
         return number
 
-    def float(
-        self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
-    ) -> float:
+    def number(self, name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
         value = self.raw(name)
         if value is None:
             return default
@@ -102,7 +100,7 @@ class Env:
         _check_range(name, number, minimum, maximum)
         return number
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -114,7 +112,7 @@ class Env:
         raise ConfigError(f"Config '{name}' must be true or false, got {value!r}")
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        value = self.str(name, default).lower()
+        value = self.text(name, default).lower()
         if value not in choices:
             allowed = ", ".join(choices)
             raise ConfigError(f"Config '{name}' must be one of {allowed}; got {value!r}")

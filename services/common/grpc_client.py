@@ -49,7 +49,9 @@ class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):
     def __init__(self, default_timeout: float) -> None:
         self._timeout = default_timeout
 
-    async def intercept_stream_unary(self, continuation: Callable[..., Any], details: Any, request_iterator: Any) -> Any:
+    async def intercept_stream_unary(
+        self, continuation: Callable[..., Any], details: Any, request_iterator: Any
+    ) -> Any:
         return await continuation(_with_context(details, self._timeout), request_iterator)
 
 

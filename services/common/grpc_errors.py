@@ -28,7 +28,7 @@ _ERROR_BY_CODE: dict[grpc.StatusCode, type[errors.DreamForgeError]] = {
 def status_code_for(error: errors.DreamForgeError) -> grpc.StatusCode:
     """The status code a domain error leaves a server with (subclasses inherit their parent's)."""
     for cls in type(error).__mro__:
-        code = _CODE_BY_ERROR.get(cls)  # type: ignore[call-overload]
+        code = _CODE_BY_ERROR.get(cls)
         if code is not None:
             return code
     return grpc.StatusCode.UNKNOWN

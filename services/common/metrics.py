@@ -25,7 +25,9 @@ class MetricsServer:
         self.server.server_close()
 
 
-def serve_metrics(address: str | None, registry: CollectorRegistry, *, setting: str = "METRICS_ADDR") -> MetricsServer | None:
+def serve_metrics(
+    address: str | None, registry: CollectorRegistry, *, setting: str = "METRICS_ADDR"
+) -> MetricsServer | None:
     """Expose ``registry`` at ``http://address/metrics``; ``None`` or ``""`` turns it off."""
     if not address:
         return None

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +45,8 @@ class RedisServer:
         """Ask the server to shut down (flushing its append-only file), then make sure it is gone."""
         if self.process is None or self.process.poll() is not None:
             return
-        try:
+        with suppress(OSError):
             _send_command(self.url, "SHUTDOWN")
-        except OSError:
-            pass
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -9,21 +9,21 @@ from services.common.config import ConfigError, Env, Secret, mask, split_host_po
 
 def test_missing_required_setting_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="Config 'PINATA_JWT' is missing"):
-        Env({}).required_str("PINATA_JWT")
+        Env({}).required("PINATA_JWT")
 
 
 def test_empty_value_counts_as_unset() -> None:
-    assert Env({"STORY_PARTS": "  "}).int("STORY_PARTS", 3) == 3
+    assert Env({"STORY_PARTS": "  "}).integer("STORY_PARTS", 3) == 3
 
 
 def test_malformed_number_is_reported_with_its_value() -> None:
     with pytest.raises(ConfigError, match="'WORKERS' must be a whole number, got 'two'"):
-        Env({"WORKERS": "two"}).int("WORKERS", 2)
+        Env({"WORKERS": "two"}).integer("WORKERS", 2)
 
 
 def test_out_of_range_number_is_refused() -> None:
     with pytest.raises(ConfigError, match="at most 8"):
-        Env({"STORY_PARTS": "9"}).int("STORY_PARTS", 3, minimum=1, maximum=8)
+        Env({"STORY_PARTS": "9"}).integer("STORY_PARTS", 3, minimum=1, maximum=8)
 
 
 def test_choice_lists_the_allowed_values() -> None:

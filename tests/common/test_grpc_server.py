@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from dreamforge.v1 import storage_pb2, storage_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from dreamforge.v1 import storage_pb2, storage_pb2_grpc
 from services.common import errors
 from services.common.grpc_client import check_health, open_channel
 from services.common.grpc_server import GrpcServer, RpcMetrics, start_grpc_server
@@ -28,7 +28,7 @@ class _Servicer(storage_pb2_grpc.StorageServiceServicer):
         # Echo the request id this call runs under, to prove it travelled.
         return storage_pb2.GetStoryResponse(manifest=storage_pb2.StoryManifest(title=request_id_var.get() or ""))
 
-    async def GetAsset(  # type: ignore[override]
+    async def GetAsset(
         self, request: storage_pb2.GetAssetRequest, context: object
     ) -> AsyncIterator[storage_pb2.GetAssetResponse]:
         yield storage_pb2.GetAssetResponse(chunk=b"first")
@@ -40,7 +40,7 @@ async def server() -> AsyncIterator[tuple[GrpcServer, CollectorRegistry]]:
     registry = CollectorRegistry()
     handle = await start_grpc_server(
         "127.0.0.1:0",
-        lambda s: storage_pb2_grpc.add_StorageServiceServicer_to_server(_Servicer(), s),
+        lambda s: storage_pb2_grpc.add_StorageServiceServicer_to_server(_Servicer(), s),  # type: ignore[abstract]
         [SERVICE],
         metrics=RpcMetrics(registry, "storage"),
     )
