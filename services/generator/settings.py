@@ -53,7 +53,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.text_engine not in TEXT_ENGINES:
-            raise ConfigError(f"Config 'TEXT_ENGINE' must be one of {', '.join(TEXT_ENGINES)}; got {self.text_engine!r}")
+            raise ConfigError(
+                f"Config 'TEXT_ENGINE' must be one of {', '.join(TEXT_ENGINES)}; got {self.text_engine!r}"
+            )
         if self.image_engine not in IMAGE_ENGINES:
             allowed = ", ".join(IMAGE_ENGINES)
             raise ConfigError(f"Config 'IMAGE_ENGINE' must be one of {allowed}; got {self.image_engine!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import jiter
 
@@ -50,8 +50,7 @@ class Story:
                 "title": self.title,
                 "characters": [{"name": c.name, "description": c.description} for c in self.characters],
                 "parts": [
-                    {"title": p.title, "text": p.text, "illustration_prompt": p.illustration_prompt}
-                    for p in self.parts
+                    {"title": p.title, "text": p.text, "illustration_prompt": p.illustration_prompt} for p in self.parts
                 ],
             },
             ensure_ascii=False,
@@ -136,7 +135,7 @@ class PartKnown:
     part: Part
 
 
-StreamUpdate = Union[TextDelta, TitleKnown, CharactersKnown, PartKnown]
+StreamUpdate = TextDelta | TitleKnown | CharactersKnown | PartKnown
 
 
 class StoryStream:
@@ -285,7 +284,9 @@ def _part_from(index: int, value: object) -> Part:
         if not isinstance(item, str) or not item.strip():
             raise InvalidOutput(f"part {index + 1} has no `{name}`")
         fields[name] = item.strip()
-    return Part(index=index, title=fields["title"], text=fields["text"], illustration_prompt=fields["illustration_prompt"])
+    return Part(
+        index=index, title=fields["title"], text=fields["text"], illustration_prompt=fields["illustration_prompt"]
+    )
 
 
 def _story_from(document: dict[str, Any], expected_parts: int) -> Story:

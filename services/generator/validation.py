@@ -29,9 +29,7 @@ def _is_blank(char: str) -> bool:
     return char.isspace() or category in ("Cc", "Cf") or category.startswith("Z")
 
 
-def validate_request(
-    prompt: str, parts: int, style: str, *, default_parts: int, default_style: str
-) -> StoryRequest:
+def validate_request(prompt: str, parts: int, style: str, *, default_parts: int, default_style: str) -> StoryRequest:
     """The request with defaults applied, or `InvalidArgument` naming the field and the rule."""
     trimmed = prompt.strip()
     if not trimmed:

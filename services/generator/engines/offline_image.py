@@ -33,23 +33,49 @@ RGB = tuple[int, int, int]
 _THEMES: dict[str, tuple[tuple[str, ...], RGB, RGB, RGB]] = {
     "night": (("night", "star", "moon", "dark", "midnight", "evening"), (14, 22, 58), (58, 64, 120), (28, 44, 40)),
     "snow": (("snow", "winter", "ice", "frost", "cold"), (170, 200, 230), (235, 242, 250), (240, 244, 250)),
-    "sea": (("sea", "harbour", "harbor", "ocean", "river", "island", "boat", "wave", "lake"),
-            (90, 160, 220), (190, 225, 245), (40, 100, 160)),
-    "forest": (("forest", "tree", "wood", "meadow", "garden", "leaf", "birch"),
-               (120, 190, 220), (215, 235, 210), (60, 120, 60)),
+    "sea": (
+        ("sea", "harbour", "harbor", "ocean", "river", "island", "boat", "wave", "lake"),
+        (90, 160, 220),
+        (190, 225, 245),
+        (40, 100, 160),
+    ),
+    "forest": (
+        ("forest", "tree", "wood", "meadow", "garden", "leaf", "birch"),
+        (120, 190, 220),
+        (215, 235, 210),
+        (60, 120, 60),
+    ),
     "desert": (("desert", "sand", "oasis", "dune", "sun"), (240, 190, 110), (250, 230, 170), (215, 170, 100)),
     "storm": (("storm", "rain", "thunder", "giant", "fire", "dragon"), (60, 64, 80), (120, 120, 140), (70, 80, 70)),
-    "city": (("city", "town", "tower", "village", "castle", "home", "bridge"),
-             (150, 180, 230), (240, 220, 200), (120, 110, 100)),
-    "mountain": (("mountain", "hill", "cliff", "cave", "mine", "peak"),
-                 (130, 170, 225), (225, 230, 240), (110, 100, 90)),
+    "city": (
+        ("city", "town", "tower", "village", "castle", "home", "bridge"),
+        (150, 180, 230),
+        (240, 220, 200),
+        (120, 110, 100),
+    ),
+    "mountain": (
+        ("mountain", "hill", "cliff", "cave", "mine", "peak"),
+        (130, 170, 225),
+        (225, 230, 240),
+        (110, 100, 90),
+    ),
 }
 _COLOURS: dict[str, RGB] = {
-    "red": (200, 50, 50), "blue": (50, 90, 200), "green": (60, 150, 70), "yellow": (235, 200, 40),
-    "orange": (235, 130, 40), "grey": (130, 130, 135), "gray": (130, 130, 135), "white": (240, 240, 240),
-    "brown": (130, 85, 50), "purple": (130, 60, 160), "black": (30, 30, 30), "pink": (235, 140, 180),
-    "golden": (220, 170, 40), "silver": (190, 195, 205),
-}  # fmt: skip
+    "red": (200, 50, 50),
+    "blue": (50, 90, 200),
+    "green": (60, 150, 70),
+    "yellow": (235, 200, 40),
+    "orange": (235, 130, 40),
+    "grey": (130, 130, 135),
+    "gray": (130, 130, 135),
+    "white": (240, 240, 240),
+    "brown": (130, 85, 50),
+    "purple": (130, 60, 160),
+    "black": (30, 30, 30),
+    "pink": (235, 140, 180),
+    "golden": (220, 170, 40),
+    "silver": (190, 195, 205),
+}
 _SKETCH_WORDS = ("pencil", "ink", "sketch", "charcoal", "graphite", "line art")
 _SOFT_WORDS = ("watercolor", "watercolour", "pastel", "dream")
 
@@ -91,10 +117,12 @@ def _palette(themes: Sequence[str], rng: random.Random) -> tuple[RGB, RGB, RGB]:
         _cues, top, bottom, ground = _THEMES[themes[0]]
         return _shift(top, rng), _shift(bottom, rng), _shift(ground, rng)
     hue = rng.random()
-    top = tuple(int(c * 255) for c in colorsys.hls_to_rgb(hue, 0.55, 0.55))
-    bottom = tuple(int(c * 255) for c in colorsys.hls_to_rgb(hue, 0.85, 0.4))
-    ground = tuple(int(c * 255) for c in colorsys.hls_to_rgb((hue + 0.3) % 1, 0.35, 0.4))
-    return top, bottom, ground  # type: ignore[return-value]
+    return _hls(hue, 0.55, 0.55), _hls(hue, 0.85, 0.4), _hls((hue + 0.3) % 1, 0.35, 0.4)
+
+
+def _hls(hue: float, lightness: float, saturation: float) -> RGB:
+    r, g, b = colorsys.hls_to_rgb(hue, lightness, saturation)
+    return (int(r * 255), int(g * 255), int(b * 255))
 
 
 def _draw_sky(draw: ImageDraw.ImageDraw, top: RGB, bottom: RGB, height: int) -> None:
@@ -104,39 +132,58 @@ def _draw_sky(draw: ImageDraw.ImageDraw, top: RGB, bottom: RGB, height: int) -> 
 
 def _hill(draw: ImageDraw.ImageDraw, rng: random.Random, base: int, amplitude: int, colour: RGB) -> list[int]:
     phase, freq = rng.uniform(0, math.tau), rng.uniform(1.0, 2.5)
-    heights = [int(base - amplitude * (0.5 + 0.5 * math.sin(phase + freq * math.tau * x / WIDTH))) for x in range(WIDTH + 1)]
+    heights = [
+        int(base - amplitude * (0.5 + 0.5 * math.sin(phase + freq * math.tau * x / WIDTH))) for x in range(WIDTH + 1)
+    ]
     draw.polygon([(0, HEIGHT), *[(x, heights[x]) for x in range(0, WIDTH + 1, 8)], (WIDTH, HEIGHT)], fill=colour)
     return heights
 
 
 def _tree(draw: ImageDraw.ImageDraw, x: int, ground: int, size: int, leaf: RGB) -> None:
     draw.rectangle([x - size // 10, ground - size // 2, x + size // 10, ground], fill=(100, 70, 40))
-    draw.ellipse([x - size // 2, ground - size * 3 // 2, x + size // 2, ground - size // 3], fill=leaf, outline=_darker(leaf))
+    draw.ellipse(
+        [x - size // 2, ground - size * 3 // 2, x + size // 2, ground - size // 3], fill=leaf, outline=_darker(leaf)
+    )
 
 
 def _house(draw: ImageDraw.ImageDraw, x: int, ground: int, size: int, wall: RGB, rng: random.Random) -> None:
     tall = size * rng.choice((1, 1, 2))
     draw.rectangle([x - size // 2, ground - tall, x + size // 2, ground], fill=wall, outline=_darker(wall))
-    draw.polygon([(x - size // 2 - 4, ground - tall), (x, ground - tall - size // 2), (x + size // 2 + 4, ground - tall)],
-                 fill=(150, 60, 50))  # fmt: skip
+    draw.polygon(
+        [(x - size // 2 - 4, ground - tall), (x, ground - tall - size // 2), (x + size // 2 + 4, ground - tall)],
+        fill=(150, 60, 50),
+    )
     draw.rectangle([x - size // 8, ground - size // 3, x + size // 8, ground], fill=(90, 60, 40))
-    draw.rectangle([x - size // 3, ground - tall + size // 5, x - size // 8, ground - tall + size // 2], fill=(250, 225, 120))
+    draw.rectangle(
+        [x - size // 3, ground - tall + size // 5, x - size // 8, ground - tall + size // 2], fill=(250, 225, 120)
+    )
 
 
 def _mountain(draw: ImageDraw.ImageDraw, x: int, base: int, size: int, colour: RGB, snowy: bool) -> None:
     peak = (x, base - size)
     draw.polygon([(x - size, base), peak, (x + size, base)], fill=colour, outline=_darker(colour))
     if snowy:
-        draw.polygon([(x - size // 4, base - size * 3 // 4), peak, (x + size // 4, base - size * 3 // 4)], fill=(250, 250, 252))
+        draw.polygon(
+            [(x - size // 4, base - size * 3 // 4), peak, (x + size // 4, base - size * 3 // 4)], fill=(250, 250, 252)
+        )
 
 
 def _figure(draw: ImageDraw.ImageDraw, x: int, ground: int, size: int, colour: RGB, label: str, font: object) -> None:
-    draw.ellipse([x - size // 3, ground - size, x + size // 3, ground], fill=colour, outline=_darker(colour, 0.4), width=2)
-    draw.ellipse([x - size // 4, ground - size - size // 2, x + size // 4, ground - size], fill=_mix(colour, (255, 230, 200), 0.5),
-                 outline=_darker(colour, 0.4), width=2)  # fmt: skip
+    draw.ellipse(
+        [x - size // 3, ground - size, x + size // 3, ground], fill=colour, outline=_darker(colour, 0.4), width=2
+    )
+    draw.ellipse(
+        [x - size // 4, ground - size - size // 2, x + size // 4, ground - size],
+        fill=_mix(colour, (255, 230, 200), 0.5),
+        outline=_darker(colour, 0.4),
+        width=2,
+    )
     eye = max(2, size // 14)
     for dx in (-size // 10, size // 10):
-        draw.ellipse([x + dx - eye, ground - size - size // 4 - eye, x + dx + eye, ground - size - size // 4 + eye], fill=(20, 20, 20))
+        draw.ellipse(
+            [x + dx - eye, ground - size - size // 4 - eye, x + dx + eye, ground - size - size // 4 + eye],
+            fill=(20, 20, 20),
+        )
     draw.text((x, ground + 4), label, fill=(20, 20, 20), font=font, anchor="ma")  # type: ignore[arg-type]
 
 
@@ -174,8 +221,14 @@ def draw_picture(request: ImageRequest) -> bytes:
 
     if "mountain" in themes or "snow" in themes:
         for _ in range(3):
-            _mountain(draw, rng.randrange(0, WIDTH), scene_bottom - 80, rng.randrange(90, 160),
-                      _mix(ground_colour, (120, 120, 140), 0.5), snowy="snow" in themes or rng.random() < 0.5)  # fmt: skip
+            _mountain(
+                draw,
+                rng.randrange(0, WIDTH),
+                scene_bottom - 80,
+                rng.randrange(90, 160),
+                _mix(ground_colour, (120, 120, 140), 0.5),
+                snowy="snow" in themes or rng.random() < 0.5,
+            )
     far = _hill(draw, rng, scene_bottom - 90, 40, _mix(ground_colour, sky_bottom, 0.45))
     near = _hill(draw, rng, scene_bottom - 40, 30, ground_colour)
 
@@ -199,7 +252,10 @@ def draw_picture(request: ImageRequest) -> bytes:
             x = rng.randrange(20, WIDTH - 20)
             draw.rectangle([x - 4, near[x] - 40, x + 4, near[x]], fill=(120, 90, 50))
             for angle in range(0, 360, 60):
-                ex, ey = x + int(24 * math.cos(math.radians(angle))), near[x] - 40 + int(12 * math.sin(math.radians(angle)))
+                ex, ey = (
+                    x + int(24 * math.cos(math.radians(angle))),
+                    near[x] - 40 + int(12 * math.sin(math.radians(angle))),
+                )
                 draw.line([(x, near[x] - 40), (ex, ey)], fill=(60, 140, 60), width=4)
     if "storm" in themes:
         for _ in range(120):
@@ -214,8 +270,15 @@ def draw_picture(request: ImageRequest) -> bytes:
     for number, character in enumerate(present[:4]):
         x = int(WIDTH * (number + 1) / (slots + 1)) + rng.randrange(-20, 20)
         x = min(max(x, 40), WIDTH - 40)
-        _figure(draw, x, min(near[x] + 10, scene_bottom - 24), 46, _colour_of(character, rng),
-                character.name.split()[0], font_small)  # fmt: skip
+        _figure(
+            draw,
+            x,
+            min(near[x] + 10, scene_bottom - 24),
+            46,
+            _colour_of(character, rng),
+            character.name.split()[0],
+            font_small,
+        )
 
     style = request.style.lower()
     if any(word in style for word in _SKETCH_WORDS):

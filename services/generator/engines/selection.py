@@ -43,6 +43,9 @@ def build_image_engine(settings: Settings) -> ImageEngine | None:
         return None
     if engine == "openai":
         return OpenAIImageEngine(
-            openai_client(settings), model=settings.image_model, size=settings.image_size, base_url=settings.openai_base_url
+            openai_client(settings),
+            model=settings.image_model,
+            size=settings.image_size,
+            base_url=settings.openai_base_url,
         )
     return OfflineImageEngine()
