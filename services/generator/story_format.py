@@ -244,10 +244,11 @@ class StoryStream:
 def _parse_document(text: str) -> dict[str, Any]:
     # Models sometimes wrap the object in prose or ``` fences; the object itself is what counts.
     start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
+    if start < 0:
         raise InvalidOutput("the answer is not a JSON object")
+    candidate = text[start : end + 1] if end > start else text[start:]
     try:
-        document = json.loads(text[start : end + 1])
+        document = json.loads(candidate)
     except json.JSONDecodeError as exc:
         raise InvalidOutput(f"the answer is not valid JSON ({exc.msg} at character {exc.pos})") from None
     if not isinstance(document, dict):
