@@ -146,7 +146,7 @@ redis.call('EXPIRE', KEYS[4], ARGV[4])
 redis.call('DEL', KEYS[5])
 local idem = redis.call('HGET', KEYS[1], 'idempotency_key')
 if idem and idem ~= '' then redis.call('EXPIRE', ARGV[6] .. idem, ARGV[4]) end
-return 'cancelled'
+return 'now_cancelled'
 """
 )
 
