@@ -89,14 +89,14 @@ class Job:
 LUA_SET_STATE = """
 local function set_state(job_key, state_prefix, job_id, new_state)
   local old = redis.call('HGET', job_key, 'state')
-  local created = redis.call('HGET', job_key, 'created_ms') or '0'
+  local order = redis.call('HGET', job_key, 'seq') or '0'
   if old then redis.call('ZREM', state_prefix .. old, job_id) end
-  redis.call('ZADD', state_prefix .. new_state, created, job_id)
+  redis.call('ZADD', state_prefix .. new_state, order, job_id)
   redis.call('HSET', job_key, 'state', new_state)
 end
 """
 
-# KEYS: job, idempotency key (or the job key when none), all jobs, stream, events
+# KEYS: job, idempotency key (or the job key when none), all jobs, stream, events, sequence
 # ARGV: state prefix, job id, has idempotency key (0/1), now ms, event data, then hash field/value pairs
 _SUBMIT = (
     LUA_SET_STATE
@@ -110,8 +110,11 @@ if ARGV[3] == '1' then
   redis.call('SET', KEYS[2], ARGV[2])
 end
 for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+-- A counter, not the clock, orders the listings: jobs submitted in the same millisecond stay in order.
+local seq = redis.call('INCR', KEYS[6])
+redis.call('HSET', KEYS[1], 'seq', seq)
 set_state(KEYS[1], ARGV[1], ARGV[2], 'queued')
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[3], seq, ARGV[2])
 local entry = redis.call('XADD', KEYS[4], '*', 'job_id', ARGV[2])
 redis.call('HSET', KEYS[1], 'entry_id', entry)
 redis.call('XADD', KEYS[5], '*', 'kind', 'progress', 'data', ARGV[5], 'time', ARGV[4])
@@ -202,7 +205,14 @@ class JobStore:
         idem_key = self._keys.idempotency(idempotency_key) if idempotency_key else self._keys.job(job_id)
         flat = [item for pair in fields.items() for item in pair]
         created_flag, found_id = await self._submit(
-            keys=[self._keys.job(job_id), idem_key, self._keys.all_jobs, self._keys.stream, self._keys.events(job_id)],
+            keys=[
+                self._keys.job(job_id),
+                idem_key,
+                self._keys.all_jobs,
+                self._keys.stream,
+                self._keys.events(job_id),
+                self._keys.sequence,
+            ],
             args=[self._keys.by_state(""), job_id, "1" if idempotency_key else "0", created, event, *flat],
         )
         return await self.get(str(found_id)), bool(int(created_flag))

@@ -30,8 +30,13 @@ class Keys:
         return f"{self.prefix}:dead"
 
     @property
+    def sequence(self) -> str:
+        """Counter: the order jobs were submitted in (the score of the listing sets)."""
+        return f"{self.prefix}:seq"
+
+    @property
     def all_jobs(self) -> str:
-        """Sorted set of every job id, scored by creation time in ms (ListJobs reads it newest first)."""
+        """Sorted set of every job id, scored by submission order (ListJobs reads it newest first)."""
         return f"{self.prefix}:jobs"
 
     def job(self, job_id: str) -> str:
@@ -39,7 +44,7 @@ class Keys:
         return f"{self.prefix}:job:{job_id}"
 
     def by_state(self, state: str) -> str:
-        """Sorted set of the job ids in one state, scored by creation time in ms."""
+        """Sorted set of the job ids in one state, scored by submission order."""
         return f"{self.prefix}:state:{state}"
 
     def idempotency(self, key: str) -> str:

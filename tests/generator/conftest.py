@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import openai
 import pytest
@@ -33,7 +34,7 @@ async def openai_client(fake_openai: FakeOpenAI) -> AsyncIterator[openai.AsyncOp
 
 
 @pytest.fixture
-async def gen_redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+async def gen_redis(redis_url: str) -> AsyncIterator[Any]:
     """A client the way the generator uses Redis (decoded strings)."""
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -48,11 +49,11 @@ def keys() -> Keys:
 
 
 @pytest.fixture
-def store(gen_redis: aioredis.Redis, keys: Keys) -> JobStore:
+def store(gen_redis: Any, keys: Keys) -> JobStore:
     return JobStore(gen_redis, keys, retention_seconds=3600)
 
 
-def make_queue(redis: aioredis.Redis, store: JobStore, name: str, *, visibility: float = 30.0) -> JobQueue:
+def make_queue(redis: Any, store: JobStore, name: str, *, visibility: float = 30.0) -> JobQueue:
     return JobQueue(redis, store, consumer=name, visibility_timeout=visibility, retention_seconds=3600)
 
 

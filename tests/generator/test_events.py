@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from services.common.errors import InvalidArgument, NotFound
 from services.generator import events
@@ -20,7 +20,7 @@ async def _collect(log: EventLog, job_id: str, after: str = "") -> list[events.E
 
 
 async def test_a_late_watcher_gets_everything_from_the_start_and_the_stream_ends(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
+    store: JobStore, gen_redis: Any, keys: Keys
 ) -> None:
     job, _ = await store.submit(story_request())
     log = EventLog(gen_redis, keys)
@@ -31,7 +31,7 @@ async def test_a_late_watcher_gets_everything_from_the_start_and_the_stream_ends
 
 
 async def test_a_watcher_resuming_after_an_id_gets_only_what_came_later(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
+    store: JobStore, gen_redis: Any, keys: Keys
 ) -> None:
     job, _ = await store.submit(story_request())
     log = EventLog(gen_redis, keys)
@@ -43,7 +43,7 @@ async def test_a_watcher_resuming_after_an_id_gets_only_what_came_later(
     assert all(e.id > middle for e in seen)
 
 
-async def test_a_watcher_follows_events_as_they_happen(store: JobStore, gen_redis: aioredis.Redis, keys: Keys) -> None:
+async def test_a_watcher_follows_events_as_they_happen(store: JobStore, gen_redis: Any, keys: Keys) -> None:
     job, _ = await store.submit(story_request())
     log = EventLog(gen_redis, keys, block_ms=200)
     watcher = asyncio.create_task(_collect(log, job.id))
@@ -56,9 +56,7 @@ async def test_a_watcher_follows_events_as_they_happen(store: JobStore, gen_redi
     assert "".join(e.data.get("delta", "") for e in seen) == "abc"
 
 
-async def test_watching_an_unknown_job_or_with_a_bad_id_is_refused(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
-) -> None:
+async def test_watching_an_unknown_job_or_with_a_bad_id_is_refused(store: JobStore, gen_redis: Any, keys: Keys) -> None:
     log = EventLog(gen_redis, keys)
     with pytest.raises(NotFound):
         await _collect(log, "0193f3a0-0000-7000-8000-000000000000")
@@ -67,9 +65,7 @@ async def test_watching_an_unknown_job_or_with_a_bad_id_is_refused(
         await _collect(log, job.id, after="not-an-id")
 
 
-async def test_text_deltas_are_coalesced_but_nothing_is_lost(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
-) -> None:
+async def test_text_deltas_are_coalesced_but_nothing_is_lost(store: JobStore, gen_redis: Any, keys: Keys) -> None:
     job, _ = await store.submit(story_request())
     log = EventLog(gen_redis, keys)
     buffer = TextBuffer(log, job.id, max_chars=20, max_delay=60)

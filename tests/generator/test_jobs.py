@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.generator import events
@@ -17,7 +17,7 @@ from tests.generator.conftest import make_queue, story_request
 
 
 async def test_a_submitted_job_is_queued_on_the_stream_with_a_first_event(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
+    store: JobStore, gen_redis: Any, keys: Keys
 ) -> None:
     job, created = await store.submit(story_request())
     assert created
@@ -28,9 +28,7 @@ async def test_a_submitted_job_is_queued_on_the_stream_with_a_first_event(
     assert first.kind == events.PROGRESS and first.data["state"] == "queued"
 
 
-async def test_the_same_idempotency_key_returns_the_same_job(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
-) -> None:
+async def test_the_same_idempotency_key_returns_the_same_job(store: JobStore, gen_redis: Any, keys: Keys) -> None:
     first, created_first = await store.submit(story_request(), idempotency_key="key-1")
     again, created_again = await store.submit(story_request("another prompt"), idempotency_key="key-1")
     other, created_other = await store.submit(story_request(), idempotency_key="key-2")
@@ -54,7 +52,7 @@ async def test_unknown_and_malformed_ids_are_told_apart(store: JobStore) -> None
 
 
 async def test_cancelling_a_queued_job_ends_it_at_once_and_no_worker_runs_it(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
+    store: JobStore, gen_redis: Any, keys: Keys
 ) -> None:
     job, _ = await store.submit(story_request())
     cancelled = await store.cancel(job.id)
@@ -68,7 +66,7 @@ async def test_cancelling_a_queued_job_ends_it_at_once_and_no_worker_runs_it(
         await store.cancel(job.id)
 
 
-async def test_cancelling_a_running_job_asks_its_worker_to_stop(store: JobStore, gen_redis: aioredis.Redis) -> None:
+async def test_cancelling_a_running_job_asks_its_worker_to_stop(store: JobStore, gen_redis: Any) -> None:
     job, _ = await store.submit(story_request())
     queue = make_queue(gen_redis, store, "w1")
     await queue.ensure_group()
@@ -95,7 +93,7 @@ async def test_jobs_are_listed_newest_first_by_state_a_page_at_a_time(store: Job
         await store.list_jobs(None, 101, "")
 
 
-async def test_finished_jobs_expire_after_the_retention_period(gen_redis: aioredis.Redis, keys: Keys) -> None:
+async def test_finished_jobs_expire_after_the_retention_period(gen_redis: Any, keys: Keys) -> None:
     store = JobStore(gen_redis, keys, retention_seconds=1)
     job, _ = await store.submit(story_request(), idempotency_key="expiring")
     live, _ = await store.submit(story_request())

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from services.generator import events
 from services.generator.jobs import JobState, JobStore
@@ -24,7 +24,7 @@ async def _claim(queue: JobQueue, timeout: float = 10.0) -> Claim:
     raise AssertionError("no job was claimed")
 
 
-async def test_a_claimed_job_is_running_on_its_first_attempt(store: JobStore, gen_redis: aioredis.Redis) -> None:
+async def test_a_claimed_job_is_running_on_its_first_attempt(store: JobStore, gen_redis: Any) -> None:
     job, _ = await store.submit(story_request())
     queue = make_queue(gen_redis, store, "w1")
     await queue.ensure_group()
@@ -34,7 +34,7 @@ async def test_a_claimed_job_is_running_on_its_first_attempt(store: JobStore, ge
     assert running.state is JobState.RUNNING and running.attempts == 1
 
 
-async def test_a_held_job_is_not_given_to_another_worker(store: JobStore, gen_redis: aioredis.Redis) -> None:
+async def test_a_held_job_is_not_given_to_another_worker(store: JobStore, gen_redis: Any) -> None:
     await store.submit(story_request())
     first, second = make_queue(gen_redis, store, "w1"), make_queue(gen_redis, store, "w2")
     await first.ensure_group()
@@ -42,7 +42,7 @@ async def test_a_held_job_is_not_given_to_another_worker(store: JobStore, gen_re
     assert await second.next_job(block_ms=100) is None
 
 
-async def test_renewing_a_claim_resets_its_idle_time(store: JobStore, gen_redis: aioredis.Redis, keys: Keys) -> None:
+async def test_renewing_a_claim_resets_its_idle_time(store: JobStore, gen_redis: Any, keys: Keys) -> None:
     await store.submit(story_request())
     queue = make_queue(gen_redis, store, "w1")
     await queue.ensure_group()
@@ -55,7 +55,7 @@ async def test_renewing_a_claim_resets_its_idle_time(store: JobStore, gen_redis:
 
 
 async def test_a_job_whose_worker_stopped_renewing_is_reclaimed_and_the_old_worker_learns_it(
-    store: JobStore, gen_redis: aioredis.Redis
+    store: JobStore, gen_redis: Any
 ) -> None:
     job, _ = await store.submit(story_request())
     crashed = make_queue(gen_redis, store, "crashed", visibility=0.3)
@@ -71,7 +71,7 @@ async def test_a_job_whose_worker_stopped_renewing_is_reclaimed_and_the_old_work
 
 
 async def test_a_retry_waits_in_the_delayed_set_then_returns_to_the_stream(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
+    store: JobStore, gen_redis: Any, keys: Keys
 ) -> None:
     job, _ = await store.submit(story_request())
     queue = make_queue(gen_redis, store, "w1")
@@ -88,9 +88,7 @@ async def test_a_retry_waits_in_the_delayed_set_then_returns_to_the_stream(
     assert again.job.id == job.id and again.attempt == 2
 
 
-async def test_a_handed_back_job_is_queued_again_without_spending_an_attempt(
-    store: JobStore, gen_redis: aioredis.Redis
-) -> None:
+async def test_a_handed_back_job_is_queued_again_without_spending_an_attempt(store: JobStore, gen_redis: Any) -> None:
     job, _ = await store.submit(story_request())
     leaving, staying = make_queue(gen_redis, store, "leaving"), make_queue(gen_redis, store, "staying")
     await leaving.ensure_group()
@@ -101,9 +99,7 @@ async def test_a_handed_back_job_is_queued_again_without_spending_an_attempt(
     assert taken.job.id == job.id and taken.attempt == 1 and not taken.reclaimed
 
 
-async def test_a_failed_job_is_a_dead_letter_and_listed_as_failed(
-    store: JobStore, gen_redis: aioredis.Redis, keys: Keys
-) -> None:
+async def test_a_failed_job_is_a_dead_letter_and_listed_as_failed(store: JobStore, gen_redis: Any, keys: Keys) -> None:
     job, _ = await store.submit(story_request())
     queue = make_queue(gen_redis, store, "w1")
     await queue.ensure_group()
