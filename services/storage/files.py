@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-from services.common.errors import DataLoss
+from services.common.errors import DataLoss, NotFound
 from services.storage.backends.base import FileRecord, FileStore
 
 # Every file we upload carries these keyvalues; the original app's files carry none.
@@ -42,8 +42,16 @@ def current_by_name(records: Iterable[FileRecord]) -> dict[str, FileRecord]:
     return current
 
 
-async def list_files(store: FileStore, group_id: str, *, name: str | None = None) -> list[FileRecord]:
-    return [record async for record in store.iter_files(group_id, name=name)]
+async def list_files(
+    store: FileStore, group_id: str, *, name: str | None = None, missing_ok: bool = False
+) -> list[FileRecord]:
+    """The group's files (named `name` when given); with `missing_ok`, none for a group that is gone."""
+    try:
+        return [record async for record in store.iter_files(group_id, name=name)]
+    except NotFound:
+        if missing_ok:
+            return []
+        raise
 
 
 async def read_small(store: FileStore, record: FileRecord, *, limit: int) -> bytes:
