@@ -42,16 +42,12 @@ def current_by_name(records: Iterable[FileRecord]) -> dict[str, FileRecord]:
     return current
 
 
-async def list_files(
-    store: FileStore, group_id: str, *, name: str | None = None, missing_ok: bool = False
-) -> list[FileRecord]:
-    """The group's files (named `name` when given); with `missing_ok`, none for a group that is gone."""
+async def list_files(store: FileStore, group_id: str, *, name: str | None = None) -> list[FileRecord]:
+    """The group's files (named `name` when given); none for a group that does not exist."""
     try:
         return [record async for record in store.iter_files(group_id, name=name)]
     except NotFound:
-        if missing_ok:
-            return []
-        raise
+        return []
 
 
 async def read_small(store: FileStore, record: FileRecord, *, limit: int) -> bytes:

@@ -64,7 +64,7 @@ async def resolve_summary(store: FileStore, story_id: str, title: str) -> StoryS
         group = await store.get_group(story_id)
     except NotFound:
         return None
-    return legacy_summary(group, title, await list_files(store, story_id, name="image_0", missing_ok=True))
+    return legacy_summary(group, title, await list_files(store, story_id, name="image_0"))
 
 
 async def rebuild_manifest(

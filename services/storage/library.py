@@ -79,13 +79,13 @@ class Library:
             await self._on_step(name)
 
     async def _story_files(self, story_id: str, name: str | None = None) -> list[FileRecord]:
-        """The story's files (one backend call: no separate look at the group); NotFound like `_story_group`."""
+        """The story's files; NotFound like `_story_group`. The group is looked at only when no file is found."""
         if story_id == await self.index.group_id():
             raise NotFound(f"no story {story_id}")
-        try:
-            return await list_files(self._store, story_id, name=name)
-        except NotFound:
-            raise NotFound(f"no story {story_id}") from None
+        files = await list_files(self._store, story_id, name=name)
+        if not files:
+            await self._story_group(story_id)
+        return files
 
     async def _story_group(self, story_id: str) -> GroupRecord:
         """The story's group; NotFound for unknown ids and for the index group (it is not a story)."""
@@ -300,7 +300,7 @@ class Library:
         story_id = check_story_id(story_id)
         summary = await self.index.get(story_id)
         if summary is not None and summary.format == StoryFormat.MANIFEST:
-            record = newest(await list_files(self._store, story_id, name=MANIFEST_NAME, missing_ok=True))
+            record = newest(await list_files(self._store, story_id, name=MANIFEST_NAME))
             if record is None:
                 raise NotFound(f"story {story_id} is listed but its manifest (story.json) is gone; run Reindex")
             return await self._read_manifest(record, story_id)
@@ -355,7 +355,7 @@ class Library:
             await self._step("unlisted")
         else:
             await self._story_group(story_id)  # NotFound for unknown ids
-        files = await list_files(self._store, story_id, missing_ok=True)
+        files = await list_files(self._store, story_id)
         # The manifest first: a crash after it leaves plain files nobody lists or reindexes.
         for record in sorted(files, key=lambda f: f.name != MANIFEST_NAME):
             await self._store.delete_file(record)  # already gone is fine
@@ -378,7 +378,7 @@ class Library:
 
         async def summarise(group: GroupRecord) -> StorySummary | None:
             async with limit:
-                files = await list_files(self._store, group.id, missing_ok=True)
+                files = await list_files(self._store, group.id)
                 record = newest(f for f in files if f.name == MANIFEST_NAME)
                 if record is not None:
                     try:

@@ -218,8 +218,8 @@ class LocalFileStore:
                 yield record
 
     def _group_files(self, group_id: str) -> list[FileRecord]:
-        if not self._group_path(group_id).exists():
-            raise NotFound(f"no group {group_id!r}")
+        if not is_id(group_id):
+            return []  # as Pinata's list answers: no such group, no files
         records = []
         for path in (self._files / group_id).glob("*.json"):
             try:
