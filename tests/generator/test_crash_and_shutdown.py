@@ -20,7 +20,7 @@ from services.generator.jobs import JobState, JobStore
 from services.generator.keys import Keys
 from tests.fakes.openai_server import IMAGES, FakeOpenAI
 from tests.generator.conftest import FINAL_STATES, committed_story_ids, story_request, wait_for_job
-from tests.support.generator import ROOT, running_generator, start_generator_process
+from tests.support.generator import ROOT, generator_process, running_generator, start_generator_process
 
 
 def _openai_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
@@ -49,7 +49,7 @@ async def test_a_worker_killed_mid_job_is_replaced_and_stored_pictures_are_not_d
     storage_stub: storage_pb2_grpc.StorageServiceAsyncStub,
     fake_openai: FakeOpenAI,
 ) -> None:
-    fake_openai.image_delay_seconds = 1.0
+    fake_openai.image_delay_seconds = 1.5
     env = _openai_env(fake_openai, JOB_VISIBILITY_TIMEOUT_SECONDS="2")
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys()
@@ -189,3 +189,17 @@ async def test_burst_mode_works_until_the_queue_is_empty_then_exits(
         assert len(await committed_story_ids(storage_stub)) == 3
     finally:
         await redis.aclose()
+
+
+async def test_a_generator_process_serves_the_api_once_redis_and_storage_answer(
+    tmp_path: Path, redis_url: str, storage: Any
+) -> None:
+    async with (
+        generator_process(tmp_path, redis_url, storage.address) as process,
+        open_channel(process.address) as channel,
+    ):
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        job = (await stub.SubmitJob(jobs_pb2.SubmitJobRequest(prompt="a heron", parts=1))).job
+        done = await wait_for_job(stub, job.job_id, FINAL_STATES)
+        assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert "configuration:" in process.log() and "openai_api_key=(not set)" in process.log()
