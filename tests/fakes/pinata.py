@@ -48,7 +48,7 @@ from services.storage.cid import cid_for_bytes
 
 NETWORKS = ("public", "private")
 ALL_SCOPES = frozenset({"org:files:read", "org:files:write", "org:groups:read", "org:groups:write"})
-FAULT_KINDS = ("429", "500", "503", "hang", "drop", "drop_after")
+FAULT_KINDS = ("429", "500", "503", "hang", "drop", "drop_after", "cut")
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 _CHUNK = 16 * 1024
 
@@ -190,6 +190,10 @@ class FakePinata:
         self.download_link_route = download_link_route
         self.private_network = private_network
         self.date_key = date_key
+        # Misbehaviour on demand: ignore pageToken and send the first page (and its token) again.
+        self.repeat_page_tokens = False
+        # Misbehaviour on demand: every page carries a token, an empty one a fresh token each time.
+        self.tokens_on_every_page = False
         self.url = ""
         self.groups: dict[str, FakeGroup] = {}
         self.files: dict[str, FakeFile] = {}
@@ -219,7 +223,8 @@ class FakePinata:
 
         Kinds: "429" (with `retry_after` as the Retry-After header, when given), "500", "503",
         "hang" (no answer until the client disconnects), "drop" (close the connection without
-        processing or answering), "drop_after" (process the request, then drop it unanswered).
+        processing or answering), "drop_after" (process the request, then drop it unanswered),
+        "cut" (answer, but drop the connection half-way through the body).
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
@@ -337,9 +342,37 @@ class FakePinata:
             await _drain_until_disconnect(receive)
         elif fault.kind == "drop":
             await self._drop(scope)
+        elif fault.kind == "cut":
+            await self._app(scope, receive, self._watch(seen, self._cut(scope, send)))
         else:  # drop_after: do the work, throw the answer away, then drop the connection
             await self._app(scope, receive, self._watch(seen, _discard))
             await self._drop(scope)
+
+    def _cut(self, scope: Scope, send: Send) -> Send:
+        """A `send` that passes the status and half of the body on (by Content-Length), then drops the connection."""
+        half = 1
+        sent = 0
+        done = False
+
+        async def cut(message: Message) -> None:
+            nonlocal half, sent, done
+            if done:
+                return
+            if message["type"] == "http.response.start":
+                declared = dict(message.get("headers", [])).get(b"content-length")
+                half = max(1, int(declared) // 2) if declared else 1
+                await send(message)
+                return
+            body = message.get("body", b"")
+            if sent + len(body) < half and message.get("more_body", False):
+                sent += len(body)
+                await send(message)
+                return
+            await send({"type": "http.response.body", "body": body[: max(1, half - sent)], "more_body": True})
+            done = True
+            await self._drop(scope)
+
+        return cut
 
     def _watch(self, seen: RecordedRequest, send: Send) -> Send:
         async def watched(message: Message) -> None:
@@ -650,7 +683,7 @@ class FakePinata:
             raise _Fail(400, {"error": "limit must be a number"}) from None
         if limit < 1:
             raise _Fail(400, {"error": "limit must be positive"})
-        token = request.query_params.get("pageToken")
+        token = None if self.repeat_page_tokens else request.query_params.get("pageToken")
         if token:
             try:
                 after = json.loads(base64.urlsafe_b64decode(token.encode()))
@@ -659,10 +692,13 @@ class FakePinata:
                 raise _Fail(400, {"error": "invalid pageToken"}) from None
             ordered = [item for item in ordered if (item.created_at, item.id) < key]
         chosen = ordered[:limit]
-        if len(chosen) < limit:
+        if len(chosen) < limit and not self.tokens_on_every_page:
             return chosen, ""
-        last = chosen[-1]
-        marker = json.dumps({"t": last.created_at.isoformat(), "id": last.id}).encode()
+        if chosen:
+            after_time, after_id = chosen[-1].created_at, chosen[-1].id
+        else:
+            after_time, after_id = datetime(1, 1, 1, tzinfo=timezone.utc), str(uuid.uuid4())
+        marker = json.dumps({"t": after_time.isoformat(), "id": after_id}).encode()
         return chosen, base64.urlsafe_b64encode(marker).decode()
 
 

@@ -70,8 +70,8 @@ def gateway_base(gateway: str) -> str:
         )
     if "://" not in text:
         text = f"https://{text}"
-    url = httpx.URL(text)
-    if url.scheme not in ("http", "https") or not url.host:
+    url = _url(text)
+    if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"Config 'PINATA_GATEWAY' must be a domain or an http(s) URL, got {gateway!r}")
     return text
 
@@ -80,10 +80,17 @@ def _origin(name: str, value: str) -> str:
     text = value.strip().rstrip("/")
     # The settings name the origin; tolerate a pasted `/v3` rather than calling `/v3/v3/...`.
     text = text.removesuffix("/v3")
-    url = httpx.URL(text)
-    if url.scheme not in ("http", "https") or not url.host:
+    url = _url(text)
+    if url is None or url.scheme not in ("http", "https") or not url.host:
         raise ConfigError(f"Config '{name}' must be an http(s) URL, got {value!r}")
     return text
+
+
+def _url(text: str) -> httpx.URL | None:
+    try:
+        return httpx.URL(text)
+    except httpx.InvalidURL:
+        return None
 
 
 def _other(network: str) -> str:
