@@ -739,7 +739,9 @@ def _parse_multipart(content_type: str, body: bytes) -> tuple[dict[str, str], tu
             filename = part.get_filename()
             if not filename or part.get("content-type") is None:
                 raise _Fail(400, {"error": "the file part needs a filename and a content type"})
-            part_found = (filename, part.get_content_type(), payload)
+            # Kept as sent, parameters included (e.g. "text/plain; charset=utf-8").
+            raw_type = next(str(value) for key, value in part.raw_items() if key.lower() == "content-type")
+            part_found = (filename, " ".join(raw_type.split()), payload)
         else:
             form[name] = payload.decode("utf-8")
     return form, part_found

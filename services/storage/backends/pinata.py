@@ -320,6 +320,10 @@ class PinataFileStore:
             raise InvalidArgument(f"Pinata keeps at most {MAX_KEYVALUES} key-values per file, got {len(pairs)}")
         if not all(isinstance(key, str) and isinstance(value, str) for key, value in pairs.items()):
             raise InvalidArgument("Pinata key-values must be strings")
+        actual = content.seek(0, os.SEEK_END)
+        content.seek(0)
+        if actual != size:
+            raise InvalidArgument(f"upload of {name!r} said {size} bytes but sent {actual}")
         # A file goes to its group's network (Pinata requires it), else to the configured one.
         network = await self._network_of(group_id) if group_id else self.network
         form = {"network": network, "name": name}
@@ -352,7 +356,10 @@ class PinataFileStore:
         return self._files(group_id, name)
 
     async def _files(self, group_id: str, name: str | None) -> AsyncIterator[FileRecord]:
-        network = await self._network_of(group_id)
+        try:
+            network = await self._network_of(group_id)
+        except NotFound:
+            return  # as Pinata's own list does: no such group, no files
         params = {"group": group_id}
         if name is not None:
             params["name"] = name

@@ -25,6 +25,7 @@ _TIMESTAMP = re.compile(
     r"(?P<zone>Z|z|[+-]\d{2}:?\d{2})?$"
 )
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 
 
 def parse_timestamp(value: object) -> datetime | None:
@@ -87,9 +88,12 @@ def file_from_json(item: object, network: str, *, fallback: Mapping[str, Any] | 
 
 def content_type(value: object) -> str:
     """A usable media type; the docs show placeholders such as "TODO", which we do not pass on."""
-    if isinstance(value, str) and "/" in value and " " not in value.strip():
-        return value.strip()
-    return DEFAULT_CONTENT_TYPE
+    if not isinstance(value, str):
+        return DEFAULT_CONTENT_TYPE
+    media_type = value.split(";", 1)[0].strip()
+    if _MEDIA_TYPE.match(media_type) is None:
+        return DEFAULT_CONTENT_TYPE
+    return value.strip()
 
 
 def page(data: object, key: str) -> tuple[list[Any], str]:

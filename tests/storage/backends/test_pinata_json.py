@@ -66,7 +66,13 @@ def test_loose_field_types_are_normalised() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("image/png", "image/png"), ("TODO", "application/octet-stream"), (None, "application/octet-stream")],
+    [
+        ("image/png", "image/png"),
+        ("text/plain; charset=utf-8", "text/plain; charset=utf-8"),
+        ("TODO", "application/octet-stream"),
+        ("not a/type", "application/octet-stream"),
+        (None, "application/octet-stream"),
+    ],
 )
 def test_placeholder_mime_types_become_octet_stream(value: object, expected: str) -> None:
     assert content_type(value) == expected
