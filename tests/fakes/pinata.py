@@ -27,7 +27,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -766,12 +765,11 @@ async def _discard(message: Message) -> None:
 def running_fake_pinata(fake: FakePinata | None = None) -> Iterator[FakePinata]:
     """Serve `fake` (a new one by default) over HTTP on a free loopback port, in a background thread."""
     fake = fake or FakePinata()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    # uvicorn binds port 0 itself: handing it a socket we bound made every answer ~40 ms slower.
     config = uvicorn.Config(
         fake,
+        host="127.0.0.1",
+        port=0,
         log_level="warning",
         access_log=False,
         http="h11",
@@ -779,17 +777,17 @@ def running_fake_pinata(fake: FakePinata | None = None) -> Iterator[FakePinata]:
         timeout_graceful_shutdown=2,
     )
     server = uvicorn.Server(config)
-    fake.attach(server, f"http://127.0.0.1:{port}")
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="fake-pinata", daemon=True)
+    thread = threading.Thread(target=server.run, name="fake-pinata", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the fake Pinata server did not start")
         time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    fake.attach(server, f"http://127.0.0.1:{port}")
     try:
         yield fake
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        sock.close()
