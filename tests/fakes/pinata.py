@@ -105,12 +105,20 @@ class Fault:
     kind: str
     remaining: int
     retry_after: str | None = None
-    # When set, the fault lies dormant until a request matching (method, path regex) succeeds.
+    # When set, the fault lies dormant until a request matching (method, path regex) succeeds,
+    # and, with `after_name`, only an upload whose `name` field matches that regex.
     after: tuple[str, str] | None = None
+    after_name: str | None = None
     armed: bool = True
+    # Strike only every `every`-th matching request (a storm that thins out traffic instead of stopping it).
+    every: int = 1
+    seen: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
-        return self.armed and _route_matches((self.method, self.path), method, path)
+    def strikes(self, method: str, path: str) -> bool:
+        if not (self.armed and _route_matches((self.method, self.path), method, path)):
+            return False
+        self.seen += 1
+        return self.seen % self.every == 0
 
 
 @dataclass
@@ -217,6 +225,8 @@ class FakePinata:
         times: int = 1,
         retry_after: str | None = None,
         after: tuple[str, str] | None = None,
+        after_name: str | None = None,
+        every: int = 1,
     ) -> None:
         """Make the next `times` requests matching `method` ("*" for any) and the regex `path` fail as `kind`.
 
@@ -224,15 +234,23 @@ class FakePinata:
         "hang" (no answer until the client disconnects), "drop" (close the connection without
         processing or answering), "drop_after" (process the request, then drop it unanswered),
         "cut" (answer, but drop the connection half-way through the body).
+        `after` / `after_name` keep the fault dormant until a matching request (an upload of a
+        matching name) has succeeded; `every=n` strikes only every n-th matching request.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+        if after_name is not None and after is None:
+            after = ("POST", r"^/v3/files$")
+        fault = Fault(method, path, kind, times, retry_after, after, after_name, armed=after is None, every=every)
         with self._lock:
-            self._faults.append(Fault(method, path, kind, times, retry_after, after, armed=after is None))
+            self._faults.append(fault)
 
-    def drop_between_upload_and_delete(self, *, times: int = 100) -> None:
-        """Once the next upload has succeeded, drop the connection of the next `times` file deletions."""
-        self.fail("DELETE", r"^/v3/files/", "drop", times=times, after=("POST", r"^/v3/files$"))
+    def drop_between_upload_and_delete(self, *, upload_named: str | None = None, times: int = 100) -> None:
+        """Once the next upload (of a name matching `upload_named`, if given) has succeeded,
+        drop the connection of the next `times` file deletions."""
+        self.fail(
+            "DELETE", r"^/v3/files/", "drop", times=times, after=("POST", r"^/v3/files$"), after_name=upload_named
+        )
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -379,23 +397,25 @@ class FakePinata:
                 seen.status = message["status"]
                 if 200 <= seen.status < 300:
                     with self._lock:
-                        self._arm(seen.method, seen.path)
+                        self._arm(seen)
             await send(message)
 
         return watched
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         for fault in self._faults:
-            if fault.matches(method, path):
+            if fault.strikes(method, path):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
                 return fault
         return None
 
-    def _arm(self, method: str, path: str) -> None:
+    def _arm(self, seen: RecordedRequest) -> None:
         for fault in self._faults:
-            if not fault.armed and fault.after is not None and _route_matches(fault.after, method, path):
+            if fault.armed or fault.after is None or not _route_matches(fault.after, seen.method, seen.path):
+                continue
+            if fault.after_name is None or re.search(fault.after_name, seen.form.get("name", "")):
                 fault.armed = True
 
     async def _drop(self, scope: Scope) -> None:

@@ -70,6 +70,26 @@ def test_faults_wait_for_their_trigger_and_run_out() -> None:
     assert fake.pending_faults() == 0
 
 
+def test_a_fault_can_strike_every_nth_request_and_wait_for_an_upload_of_a_given_name() -> None:
+    with running_fake_pinata() as fake:
+        auth = {"Authorization": f"Bearer {fake.jwt}"}
+        fake.fail("GET", r"^/data/", "503", times=2, every=2)
+        storm = [httpx.get(f"{fake.url}/data/testAuthentication", headers=auth).status_code for _ in range(6)]
+        fake.fail("GET", r"^/data/", "500", after_name=r"^index-snapshot-")
+
+        def upload(name: str) -> None:
+            files = {"file": (name, b"{}", "application/json")}
+            httpx.post(f"{fake.url}/v3/files", headers=auth, data={"network": "public", "name": name}, files=files)
+
+        upload("index-entry-000000000001.json")
+        still_dormant = httpx.get(f"{fake.url}/data/testAuthentication", headers=auth).status_code
+        upload("index-snapshot-000000000001.json")
+        armed = httpx.get(f"{fake.url}/data/testAuthentication", headers=auth).status_code
+
+    assert storm == [200, 503, 200, 503, 200, 200]
+    assert (still_dormant, armed) == (200, 500)
+
+
 def test_timestamps_look_like_gos_with_trailing_zeros_trimmed() -> None:
     from datetime import datetime, timezone
 
