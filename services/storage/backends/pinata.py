@@ -16,14 +16,14 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import httpx
 
 from services.common.config import ConfigError, Secret
-from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.errors import DreamForgeError, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.storage.backends.base import PRIVATE, PUBLIC, FileRecord, GroupRecord
 from services.storage.backends.pinata_http import PinataHttp, RetryPolicy, Sleep, unwrap
 from services.storage.backends.pinata_json import file_from_json, group_from_json, page
@@ -36,6 +36,9 @@ NETWORKS = (PUBLIC, PRIVATE)
 GATEWAY_TOKEN_HEADER = "x-pinata-gateway-token"
 MAX_KEYVALUES = 10
 READ_CHUNK = 64 * 1024
+# Health checks: trust recent successful traffic this long; repeat a failed verdict this long.
+RECENT_SUCCESS_SECONDS = 60.0
+FAILED_CHECK_SECONDS = 10.0
 # Pinata ids are UUIDs; anything else cannot name a group and must not reach a URL path.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 _CID = re.compile(r"^[A-Za-z0-9]{1,200}$")
@@ -157,6 +160,7 @@ class PinataFileStore:
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not jwt:
             raise ConfigError("Config 'PINATA_JWT' is missing: the pinata backend needs a Pinata API key's JWT")
@@ -181,7 +185,7 @@ class PinataFileStore:
                 headers={"User-Agent": "dreamforge-storage"},
                 follow_redirects=True,
             )
-        self._http = PinataHttp(client, jwt, retry=retry or RetryPolicy(), sleep=sleep)
+        self._http = PinataHttp(client, jwt, retry=retry or RetryPolicy(), sleep=sleep, clock=clock)
         self._sleep = sleep
         self._jwt = jwt
         # Groups never change network, so one lookup per group is enough.
@@ -189,6 +193,8 @@ class PinataFileStore:
         self._links: dict[str, tuple[str, float]] = {}
         self._sign_path = "/v3/files/private/download_link"
         self._unavailable_networks: set[str] = set()
+        self._verified = False
+        self._failed_check: tuple[float, DreamForgeError] | None = None
 
     @classmethod
     def from_config(
@@ -225,12 +231,35 @@ class PinataFileStore:
     # -- health ---------------------------------------------------------------------------
 
     async def check(self) -> None:
-        # testAuthentication proves the JWT is valid but answers 200 even for a key with no
-        # scopes, so one cheap call per scope family shows the key may actually work.
-        await self._http.call("GET", f"{self._api}/data/testAuthentication", "GET /data/testAuthentication", attempts=2)
-        for kind in ("files", "groups"):
-            path = f"/v3/{kind}/{self.network}"
-            await self._http.call("GET", self._api + path, f"GET {path}", params={"limit": "1"}, attempts=2)
+        """Pinata answers and accepts the key; cheap enough for a health loop.
+
+        The first check (and the first after a failure) is thorough: testAuthentication
+        proves the JWT is valid but answers 200 even for a key with no scopes, so one
+        listing per scope family follows. Afterwards a check costs nothing while other
+        calls have succeeded within `RECENT_SUCCESS_SECONDS`, else one small listing.
+        A failed verdict is repeated for `FAILED_CHECK_SECONDS` without asking Pinata
+        again, so a health loop polling every second cannot run into the rate limits.
+        """
+        now = self._http.clock()
+        if self._failed_check is not None and now - self._failed_check[0] < FAILED_CHECK_SECONDS:
+            failure = self._failed_check[1]
+            raise type(failure)(failure.message)
+        if self._verified and now - self._http.last_success < RECENT_SUCCESS_SECONDS:
+            return
+        try:
+            if not self._verified:
+                await self._http.call(
+                    "GET", f"{self._api}/data/testAuthentication", "GET /data/testAuthentication", attempts=2
+                )
+            for kind in ("files", "groups") if not self._verified else ("groups",):
+                path = f"/v3/{kind}/{self.network}"
+                await self._http.call("GET", self._api + path, f"GET {path}", params={"limit": "1"}, attempts=2)
+        except DreamForgeError as failure:
+            self._failed_check = (self._http.clock(), failure)
+            self._verified = False
+            raise
+        self._failed_check = None
+        self._verified = True
 
     # -- groups ---------------------------------------------------------------------------
 

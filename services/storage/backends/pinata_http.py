@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -130,6 +131,7 @@ class PinataHttp:
         *,
         retry: RetryPolicy,
         sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not jwt:
             raise ValueError("a Pinata JWT is required")
@@ -137,6 +139,9 @@ class PinataHttp:
         self._jwt = jwt
         self.retry = retry
         self._sleep = sleep
+        self.clock = clock
+        # When Pinata last answered an API call with success (clock time); health checks lean on it.
+        self.last_success = -math.inf
 
     def __repr__(self) -> str:
         return f"PinataHttp(jwt={self._jwt!r}, retry={self.retry!r})"
@@ -197,6 +202,8 @@ class PinataHttp:
                 await self._wait(attempt, what, _describe(exc), None)
                 continue
             if response.is_success:
+                if authenticated:
+                    self.last_success = self.clock()
                 return response
             status = response.status_code
             retryable = status == 429 or (repeatable and status >= 500)

@@ -407,6 +407,63 @@ async def test_check_passes_with_a_key_that_has_every_scope(pinata_store: Pinata
     await pinata_store.check()
 
 
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_checks_soon_after_pinata_answered_cost_no_calls(fake_pinata: FakePinata) -> None:
+    clock = _Clock()
+    store = pinata_store_for(fake_pinata, clock=clock)
+    try:
+        await store.check()
+        thorough = len(fake_pinata.requests)
+        clock.now += 30
+        await store.check()
+        await store.create_group("story")  # ordinary traffic counts as a sign of life
+        clock.now += 50
+        await store.check()
+    finally:
+        await store.aclose()
+    assert thorough == 3  # testAuthentication, then one listing per scope family
+    assert len(fake_pinata.requests) == thorough + 1  # only the group creation
+
+
+async def test_an_idle_store_checks_with_one_small_listing(fake_pinata: FakePinata) -> None:
+    clock = _Clock()
+    store = pinata_store_for(fake_pinata, clock=clock)
+    try:
+        await store.check()
+        clock.now += 61
+        before = len(fake_pinata.requests)
+        await store.check()
+    finally:
+        await store.aclose()
+    [listing] = fake_pinata.requests[before:]
+    assert (listing.method, listing.path, listing.query) == ("GET", "/v3/groups/public", {"limit": "1"})
+
+
+async def test_a_failed_check_is_repeated_for_ten_seconds_without_asking_pinata(fake_pinata: FakePinata) -> None:
+    clock = _Clock()
+    store = pinata_store_for(fake_pinata, jwt=Secret("revoked-key-jwt"), clock=clock)
+    try:
+        for _ in range(5):
+            with pytest.raises(Unauthenticated):
+                await store.check()
+            clock.now += 1.9
+        asked_while_failing = len(fake_pinata.requests_to("GET", r"^/data/testAuthentication$"))
+        clock.now += 1
+        with pytest.raises(Unauthenticated):
+            await store.check()
+    finally:
+        await store.aclose()
+    assert asked_while_failing == 1
+    assert len(fake_pinata.requests_to("GET", r"^/data/testAuthentication$")) == 2
+
+
 async def test_a_refused_jwt_is_unauthenticated_and_says_which_setting_to_fix(fake_pinata: FakePinata) -> None:
     store = pinata_store_for(fake_pinata, jwt=Secret("revoked-key-jwt"))
     try:

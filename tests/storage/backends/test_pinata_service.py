@@ -213,7 +213,10 @@ async def test_two_storage_processes_committing_through_429_and_500_storms_lose_
         # Every third call to Pinata is rate-limited and every fifth fails, for a good while.
         fake_pinata.fail("*", r"^/(v3|ipfs|files)/", "429", times=150, every=3, retry_after="0")
         fake_pinata.fail("*", r"^/(v3|ipfs|files)/", "500", times=60, every=5)
-        async with open_channel(first.address, default_timeout=30) as a, open_channel(second.address, default_timeout=30) as b:
+        async with (
+            open_channel(first.address, default_timeout=30) as a,
+            open_channel(second.address, default_timeout=30) as b,
+        ):
             stubs = [storage_pb2_grpc.StorageServiceStub(a), storage_pb2_grpc.StorageServiceStub(b)]
             ids = await asyncio.gather(*(write_story(stubs[n % 2], title) for n, title in enumerate(titles)))
             struck = [seen for seen in fake_pinata.requests if seen.fault in ("429", "500")]
