@@ -388,7 +388,7 @@ class PinataFileStore:
         try:
             network = await self._network_of(group_id)
         except NotFound:
-            return  # as Pinata's own list does: no such group, no files
+            return  # as Pinata's own list answers (and the local backend): no such group, no files
         params = {"group": group_id}
         if name is not None:
             params["name"] = name

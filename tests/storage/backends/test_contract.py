@@ -143,6 +143,15 @@ async def test_an_unknown_group_has_no_files(file_store: FileStore) -> None:
     assert await collect(file_store.iter_files("01234567-89ab-4def-8123-456789abcdef")) == []
 
 
+async def test_an_empty_group_and_a_deleted_one_have_no_files(file_store: FileStore) -> None:
+    group = await file_store.create_group("empty")
+    assert await collect(file_store.iter_files(group.id)) == []
+
+    await file_store.delete_group(group.id)
+
+    assert await collect(file_store.iter_files(group.id)) == []
+
+
 async def test_a_large_file_reads_back_byte_for_byte_in_bounded_chunks(file_store: FileStore) -> None:
     group = await file_store.create_group("pictures")
     data = os.urandom(2_500_000)

@@ -179,6 +179,24 @@ async def test_an_upload_into_a_group_pinata_no_longer_has_reports_pinatas_reaso
         await put(pinata_store, group.id, "text_0", b"late")
 
 
+async def test_a_group_another_replica_deleted_lists_no_files_though_this_store_remembered_it(
+    fake_pinata: FakePinata, pinata_store: PinataFileStore
+) -> None:
+    group = await pinata_store.create_group("story")
+    await put(pinata_store, group.id, "text_0", b"hello")
+    other_replica = pinata_store_for(fake_pinata)
+    try:
+        for file in await collect(other_replica.iter_files(group.id)):
+            await other_replica.delete_file(file)
+        await other_replica.delete_group(group.id)
+    finally:
+        await other_replica.aclose()
+
+    assert await collect(pinata_store.iter_files(group.id)) == []
+    with pytest.raises(NotFound):
+        await pinata_store.get_group(group.id)
+
+
 async def test_files_whose_cid_is_still_pending_are_not_listed(
     fake_pinata: FakePinata, pinata_store: PinataFileStore
 ) -> None:
