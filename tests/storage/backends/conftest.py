@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from services.common.config import Secret
 from services.storage.backends.base import FileStore
+from services.storage.backends.local import LocalFileStore
 from services.storage.backends.pinata import PinataFileStore
 from services.storage.backends.pinata_http import RetryPolicy
 from tests.fakes.pinata import FakePinata, running_fake_pinata
@@ -66,21 +66,11 @@ async def pinata_store(fake_pinata: FakePinata, sleeps: SleepLog) -> AsyncIterat
         await store.aclose()
 
 
-def _local_store(data_dir: Path) -> FileStore:
-    # Imported by name until the storage engineer's local backend is merged into this branch.
-    try:
-        local = importlib.import_module("services.storage.backends.local")
-    except ImportError:
-        pytest.skip("services.storage.backends.local.LocalFileStore is not on this branch yet (storage engineer)")
-    store: FileStore = local.LocalFileStore(data_dir)
-    return store
-
-
 @pytest.fixture(params=["local", "pinata"])
 async def file_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FileStore]:
     """Each backend in turn, empty: the contract tests run once per backend."""
     if request.param == "local":
-        store = _local_store(tmp_path / "store")
+        store: FileStore = LocalFileStore(tmp_path / "store")
     else:
         store = pinata_store_for(request.getfixturevalue("fake_pinata"))
     try:
