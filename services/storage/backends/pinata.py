@@ -495,8 +495,12 @@ class PinataFileStore:
         cached = self._links.get(cid)
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
-        body = {"url": f"{self._gateway}/files/{cid}", "date": int(time.time()), "expires": self._link_seconds}
-        body["method"] = "GET"
+        body = {
+            "url": f"{self._gateway}/files/{cid}",
+            "date": int(time.time()),
+            "expires": self._link_seconds,
+            "method": "GET",
+        }
         try:
             response = await self._sign(body)
         except NotFound:

@@ -161,7 +161,6 @@ class PinataHttp:
         what: str,
         *,
         repeatable: bool = True,
-        authenticated: bool = True,
         attempts: int | None = None,
         not_found: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -178,9 +177,7 @@ class PinataHttp:
         because repeating it after a 5xx or a dropped connection may create a duplicate.
         `build_files` is called once per attempt so a file body is sent from its start again.
         """
-        request_headers = dict(headers or {})
-        if authenticated:
-            request_headers.update(self.auth_headers())
+        request_headers = {**(headers or {}), **self.auth_headers()}
         limit = attempts or self.retry.max_attempts
         attempt = 0
         while True:
@@ -202,8 +199,7 @@ class PinataHttp:
                 await self._wait(attempt, what, _describe(exc), None)
                 continue
             if response.is_success:
-                if authenticated:
-                    self.last_success = self.clock()
+                self.last_success = self.clock()
                 return response
             status = response.status_code
             retryable = status == 429 or (repeatable and status >= 500)
@@ -242,16 +238,14 @@ class PinataHttp:
                     yield response
                     return
                 await response.aread()
-                status = response.status_code
-                if (status == 429 or status >= 500) and attempt < self.retry.max_attempts:
-                    retry_after = response.headers.get("Retry-After")
-                else:
-                    if status in (401, 403) and refused is not None:
-                        raise refused(response)
-                    raise self.status_failure(response, what, attempt, True, not_found)
             finally:
                 await response.aclose()
-            await self._wait(attempt, what, f"HTTP {status}", retry_after)
+            status = response.status_code
+            if (status != 429 and status < 500) or attempt >= self.retry.max_attempts:
+                if status in (401, 403) and refused is not None:
+                    raise refused(response)
+                raise self.status_failure(response, what, attempt, True, not_found)
+            await self._wait(attempt, what, f"HTTP {status}", response.headers.get("Retry-After"))
 
     async def _wait(self, attempt: int, what: str, reason: str, retry_after: str | None) -> None:
         asked = parse_retry_after(retry_after)

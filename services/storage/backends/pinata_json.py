@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from services.common.errors import Unavailable
@@ -20,29 +20,41 @@ logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _TIMESTAMP = re.compile(
-    r"^(?P<main>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)"
-    r"(?:\.(?P<fraction>\d+))?"
-    r"(?P<zone>Z|z|[+-]\d{2}:?\d{2})?$"
+    r"^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})[Tt ](?P<hour>\d{2}):(?P<minute>\d{2})"
+    r"(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
+    r"(?P<zone>[Zz]|(?P<sign>[+-])(?P<zone_hours>\d{2}):?(?P<zone_minutes>\d{2}))?$"
 )
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 _MEDIA_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 
 
 def parse_timestamp(value: object) -> datetime | None:
-    """An aware UTC datetime from Pinata's RFC 3339 text; None when absent or unreadable."""
+    """An aware UTC datetime from Pinata's RFC 3339 text; None when absent or unreadable.
+
+    Built from the parts rather than with `datetime.fromisoformat`, whose accepted forms
+    differ between Python 3.10 and 3.11 (`Z`, fractions that are not 3 or 6 digits).
+    """
     if not isinstance(value, str):
         return None
     match = _TIMESTAMP.match(value.strip())
     if match is None:
         return None
-    fraction = (match["fraction"] or "")[:6].ljust(6, "0")
-    zone = match["zone"] or "+00:00"
-    if zone in ("Z", "z"):
-        zone = "+00:00"
-    elif ":" not in zone:
-        zone = f"{zone[:3]}:{zone[3:]}"
+    offset = timedelta(0)
+    if match["sign"]:
+        offset = timedelta(hours=int(match["zone_hours"]), minutes=int(match["zone_minutes"]))
+        if match["sign"] == "-":
+            offset = -offset
     try:
-        parsed = datetime.fromisoformat(f"{match['main']}.{fraction}{zone}")
+        parsed = datetime(
+            int(match["year"]),
+            int(match["month"]),
+            int(match["day"]),
+            int(match["hour"]),
+            int(match["minute"]),
+            int(match["second"] or 0),
+            int((match["fraction"] or "")[:6].ljust(6, "0")),
+            tzinfo=timezone(offset),
+        )
     except ValueError:
         return None
     return parsed.astimezone(timezone.utc)

@@ -21,6 +21,7 @@ from services.storage.backends.pinata_json import content_type, file_from_json, 
         ("2024-06-12T15:34:50.324+02:00", datetime(2024, 6, 12, 13, 34, 50, 324000, tzinfo=timezone.utc)),
         ("2024-06-12T15:34:50.324-0130", datetime(2024, 6, 12, 17, 4, 50, 324000, tzinfo=timezone.utc)),
         ("2024-06-12T15:34:50", datetime(2024, 6, 12, 15, 34, 50, tzinfo=timezone.utc)),
+        ("2024-06-12 15:34Z", datetime(2024, 6, 12, 15, 34, tzinfo=timezone.utc)),
     ],
 )
 def test_timestamps_in_every_shape_pinata_sends_are_read_as_utc(text: str, expected: datetime) -> None:
