@@ -260,7 +260,7 @@ class StoryIndex:
         *,
         group_name: str = "DREAMFORGE",
         metrics: StorageMetrics | None = None,
-        lock_ttl_ms: int = 30_000,
+        lock_ttl_ms: int = 15_000,
         lock_wait_seconds: float = 30.0,
         compact_every: int = 64,
         compaction_lock_ttl_ms: int = 120_000,
