@@ -97,9 +97,9 @@ def api_error_from_rpc(exc: grpc.aio.AioRpcError) -> ApiError:
     details = exc.details() or code.name.lower()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         # Channel-level messages ("failed to connect to all addresses; ipv4:...") say nothing useful to users.
-        details = "a backend service did not answer; try again shortly"
+        details = "A backend service did not answer; try again shortly."
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            details = "a backend service did not answer in time; try again shortly"
+            details = "A backend service did not answer in time; try again shortly."
     headers = {"Retry-After": "1"} if status in (429, 503) else None
     return ApiError(status, name, details, headers=headers)
 
