@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture
@@ -20,4 +22,17 @@ async def gateway_without_backends() -> AsyncIterator[RunningGateway]:
 @pytest.fixture
 async def client(gateway_without_backends: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=gateway_without_backends.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, redis_url: str) -> AsyncIterator[Stack]:
+    """Real storage (local backend) and generator (offline engines) servers, Redis, and the gateway in front."""
+    async with running_stack(tmp_path, redis_url) as running:
+        yield running
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=60) as http:
         yield http

@@ -15,7 +15,7 @@ PAGE_ROUTES = {"/", "/stories/{story_id}", "/jobs/{job_id}"}
 
 
 def test_the_document_is_valid_openapi() -> None:
-    validate(openapi_document())  # type: ignore[arg-type]
+    validate(openapi_document())
 
 
 def test_the_document_lists_exactly_the_routes_and_methods_of_the_app() -> None:
