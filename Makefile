@@ -53,8 +53,10 @@ proto-check: proto
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# requirements.lock: everything for development and tests; requirements-runtime.lock: the container image.
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.10 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.10 -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,6 +20,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.common.processes import die_with_parent
+
 log = logging.getLogger(__name__)
 
 HOW_TO_GET_REDIS = (
@@ -123,7 +125,15 @@ def start_redis_server(
         ]  # fmt: skip
         log_path = data_dir / "redis.log"
         with open(log_path, "ab") as log_file:
-            process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            process = subprocess.Popen(
+                args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C in the terminal reaches us, and we shut it down last.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
         url = f"redis://127.0.0.1:{chosen}/0"
         deadline = time.monotonic() + startup_timeout
         while time.monotonic() < deadline:
