@@ -103,10 +103,21 @@ async def get_asset(request: Request) -> Response:
     return await asset_response(request, backends_of(request), settings_of(request), story_id, name)
 
 
+async def reindex(request: Request) -> Response:
+    """Rebuild the library index from the stored stories (what `dreamforge reindex` calls)."""
+    settings = settings_of(request)
+    # Rebuilding reads every story group: far slower than an ordinary call.
+    reply = await backends_of(request).storage.Reindex(
+        storage_pb2.ReindexRequest(), timeout=max(settings.rpc_timeout, settings.reindex_timeout)
+    )
+    return JSONResponse({"story_count": reply.story_count})
+
+
 routes = [
     resource(f"{PREFIX}/stories", "stories", {"GET": list_stories, "POST": submit_story}),
     resource(f"{PREFIX}/stories/{{story_id}}", "story", {"GET": get_story, "DELETE": delete_story}),
     resource(f"{PREFIX}/stories/{{story_id}}/assets/{{name}}", "asset", {"GET": get_asset}),
     resource(f"{PREFIX}/jobs/{{job_id}}", "job", {"GET": get_job, "DELETE": cancel_job}),
     resource(f"{PREFIX}/jobs/{{job_id}}/events", "job_events", {"GET": job_event_stream}, head=False),
+    resource(f"{PREFIX}/admin/reindex", "reindex", {"POST": reindex}),
 ]

@@ -433,6 +433,25 @@ def _paths() -> dict[str, Any]:
                 },
             },
         },
+        "/api/v1/admin/reindex": {
+            "post": {
+                "summary": "Rebuild the library index from the stored stories",
+                "description": "Used by `dreamforge reindex`. Takes no body.",
+                "tags": ["meta"],
+                "operationId": "reindex",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["story_count"],
+                            "properties": {"story_count": {"type": "integer", "minimum": 0}},
+                        },
+                        "The index now lists this many stories.",
+                    ),
+                    **_errors("413"),
+                },
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "summary": "This document",

@@ -28,6 +28,8 @@ class Settings:
     rpc_timeout: float = 5.0
     # Deadline of the readiness probe's health checks.
     health_timeout: float = 2.0
+    # Deadline of the admin reindex call, which reads every stored story.
+    reindex_timeout: float = 300.0
     # Deadline of one streamed asset download, start to end.
     asset_timeout: float = 300.0
     # A comment line is sent on an idle event stream this often so proxies keep it open.

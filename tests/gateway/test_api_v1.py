@@ -216,6 +216,13 @@ async def test_deleting_a_story_removes_it_from_the_library(api: httpx.AsyncClie
     assert story_id not in [s["id"] for s in listed]
 
 
+async def test_reindex_rebuilds_the_index_and_counts_the_stories(api: httpx.AsyncClient) -> None:
+    await make_story(api, parts=1)
+    response = await api.post("/api/v1/admin/reindex")
+    assert response.status_code == 200
+    assert response.json() == {"story_count": 1}
+
+
 async def test_readyz_is_200_when_both_backends_serve(api: httpx.AsyncClient) -> None:
     response = await api.get("/readyz")
     assert response.status_code == 200

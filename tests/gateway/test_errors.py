@@ -40,12 +40,15 @@ async def test_a_wrong_method_is_405_json_with_allow(client: httpx.AsyncClient) 
         ("GET", f"/api/v1/jobs/{SOME_ID}"),
         ("DELETE", f"/api/v1/jobs/{SOME_ID}"),
         ("GET", f"/api/v1/jobs/{SOME_ID}/events"),
+        ("POST", "/api/v1/admin/reindex"),
+        ("GET", "/api/stories"),
+        ("GET", f"/api/jobs/{SOME_ID}"),
     ],
 )
 async def test_a_backend_that_is_down_gives_503_json_not_a_hang(
     client: httpx.AsyncClient, method: str, path: str
 ) -> None:
-    body = {"prompt": "a bear"} if method == "POST" else None
+    body = {"prompt": "a bear"} if path == "/api/v1/stories" else None
     response = await client.request(method, path, json=body)
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
