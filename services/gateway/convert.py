@@ -143,6 +143,9 @@ def event_json(event: jobs_pb2.JobEvent) -> tuple[str, dict[str, Any]]:
             "progress": max(0, min(100, p.progress)),
             "attempt": p.attempt,
             "message": p.message,
+            # Set when the text streamed so far is thrown away and written again (field added to the
+            # proto by the generator; read defensively so older stubs still work).
+            "restart": bool(getattr(p, "restart", False)),
         }
     elif kind == "text":
         t = event.text

@@ -333,6 +333,13 @@ function handleEvent(kind, data) {
   const container = $("job-parts");
   switch (kind) {
     case "progress":
+      if (data.restart) {
+        // The generator threw away what it had streamed and is writing the story again.
+        watch.title = "";
+        watch.parts = new Map();
+        $("job-title").textContent = "Your story is being written…";
+        container.replaceChildren();
+      }
       setProgress(data.progress, describeStage(data));
       break;
     case "text": {
