@@ -25,6 +25,9 @@ MAX_IDEMPOTENCY_KEY_CHARS = 200
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+# What "blank" means for a prompt: Python's whitespace plus the BOM, the union of what `str.strip`
+# and JSON Schema's (ECMAScript) `\s` call space, so the OpenAPI pattern and this code agree.
+BLANK = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "\ufeff"
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,15 @@ def story_request(body: dict[str, Any], *, allow_extra: bool = False) -> StoryRe
     prompt = body["prompt"]
     if not isinstance(prompt, str):
         raise invalid("prompt", "must be a string")
-    prompt = prompt.strip()
-    if not prompt:
-        raise invalid("prompt", "must not be empty")
+    # Lengths are checked as sent (as the OpenAPI schema states them), then blanks are trimmed.
     if len(prompt) > MAX_PROMPT_CHARS:
         raise invalid("prompt", f"must be at most {MAX_PROMPT_CHARS} characters")
+    prompt = prompt.strip(BLANK)
+    if not prompt:
+        raise invalid("prompt", "must not be empty")
     parts = body.get("parts")
+    if isinstance(parts, float) and parts.is_integer():
+        parts = int(parts)  # JSON has one number type: 3.0 is the integer 3
     if parts is None:
         parts = 0
     elif isinstance(parts, bool) or not isinstance(parts, int):
@@ -90,10 +96,9 @@ def story_request(body: dict[str, Any], *, allow_extra: bool = False) -> StoryRe
         style = ""
     elif not isinstance(style, str):
         raise invalid("style", "must be a string")
-    style = style.strip()
     if len(style) > MAX_STYLE_CHARS:
         raise invalid("style", f"must be at most {MAX_STYLE_CHARS} characters")
-    return StoryRequest(prompt=prompt, parts=parts, style=style)
+    return StoryRequest(prompt=prompt, parts=parts, style=style.strip(BLANK))
 
 
 def idempotency_key(request: Request) -> str:

@@ -13,6 +13,8 @@ UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ASSET_NAME_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$"
 
 Schema = dict[str, Any]
+# At least one character that is not blank (see `inputs.BLANK`).
+NOT_BLANK_PATTERN = "[^" + "".join(f"\\u{ord(c):04x}" for c in inputs.BLANK) + "]"
 
 
 def _ref(name: str) -> Schema:
@@ -65,6 +67,11 @@ def _path_id(name: str, description: str) -> Schema:
     }
 
 
+def _links(expression: str, parameter: str, *operations: str) -> dict[str, Any]:
+    """OpenAPI links: where a response's id can be used next (fuzzers follow them)."""
+    return {op[0].upper() + op[1:]: {"operationId": op, "parameters": {parameter: expression}} for op in operations}
+
+
 def _nullable(schema: Schema) -> Schema:
     return {"anyOf": [schema, {"type": "null"}]}
 
@@ -91,7 +98,13 @@ _SCHEMAS: dict[str, Schema] = {
         "required": ["prompt"],
         "additionalProperties": False,
         "properties": {
-            "prompt": {"type": "string", "minLength": 1, "maxLength": inputs.MAX_PROMPT_CHARS, "pattern": "\\S"},
+            "prompt": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": inputs.MAX_PROMPT_CHARS,
+                "pattern": NOT_BLANK_PATTERN,
+                "description": "What the story is about; blanks around it are trimmed.",
+            },
             "parts": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PARTS},
             "style": {"type": "string", "maxLength": inputs.MAX_STYLE_CHARS, "examples": ["Pencil and Ink"]},
         },
@@ -203,7 +216,14 @@ _SCHEMAS: dict[str, Schema] = {
     "LegacyPrompt": {
         "type": "object",
         "required": ["prompt"],
-        "properties": {"prompt": {"type": "string", "minLength": 1, "maxLength": inputs.MAX_PROMPT_CHARS}},
+        "properties": {
+            "prompt": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": inputs.MAX_PROMPT_CHARS,
+                "pattern": NOT_BLANK_PATTERN,
+            }
+        },
     },
     "LegacySubmitted": {
         "type": "object",
@@ -284,6 +304,8 @@ _REQUEST_ID = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
 }
 
+_EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "examples": ["1700000000000-0"]}
+
 _ASSET_PARAMS = [
     _path_id("story_id", "The story (a draft's files can be read too)."),
     {
@@ -345,11 +367,14 @@ def _paths() -> dict[str, Any]:
                 ],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("StoryRequest")}}},
                 "responses": {
-                    "202": _json(
-                        _ref("JobEnvelope"),
-                        "The job is queued.",
-                        {"Location": {"schema": {"type": "string"}, "description": "/api/v1/jobs/{id}"}},
-                    ),
+                    "202": {
+                        **_json(
+                            _ref("JobEnvelope"),
+                            "The job is queued.",
+                            {"Location": {"schema": {"type": "string"}, "description": "/api/v1/jobs/{id}"}},
+                        ),
+                        "links": _links("$response.body#/job/id", "job_id", "getJob", "cancelJob", "watchJob"),
+                    },
                     **_errors("409", "413", "415"),
                 },
             },
@@ -372,7 +397,15 @@ def _paths() -> dict[str, Any]:
                         "schema": {"type": "string", "maxLength": inputs.MAX_QUERY_CHARS},
                     },
                 ],
-                "responses": {"200": _json(_ref("StoryList"), "One page of stories."), **_errors()},
+                "responses": {
+                    "200": {
+                        **_json(_ref("StoryList"), "One page of stories."),
+                        "links": _links(
+                            "$response.body#/stories/0/id", "story_id", "getStory", "deleteStory", "legacyGetStory"
+                        ),
+                    },
+                    **_errors(),
+                },
             },
         },
         "/api/v1/stories/{story_id}": {
@@ -421,8 +454,8 @@ def _paths() -> dict[str, Any]:
                 "tags": ["jobs"],
                 "operationId": "watchJob",
                 "parameters": [
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"}},
-                    {"name": "last_event_id", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _EVENT_ID},
+                    {"name": "last_event_id", "in": "query", "required": False, "schema": _EVENT_ID},
                 ],
                 "responses": {
                     "200": {
@@ -494,7 +527,13 @@ def _paths() -> dict[str, Any]:
                 "tags": ["legacy"],
                 "operationId": "legacySubmitStory",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("LegacyPrompt")}}},
-                "responses": {"202": _json(_ref("LegacySubmitted"), "Queued."), **_errors("413", "415")},
+                "responses": {
+                    "202": {
+                        **_json(_ref("LegacySubmitted"), "Queued."),
+                        "links": _links("$response.body#/jobId", "job_id", "legacyGetJob"),
+                    },
+                    **_errors("413", "415"),
+                },
             },
             "get": {
                 "summary": "Every story, oldest first (original API)",
@@ -511,7 +550,13 @@ def _paths() -> dict[str, Any]:
                 "tags": ["legacy"],
                 "operationId": "legacySubmitJob",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("LegacyPrompt")}}},
-                "responses": {"202": _json(_ref("LegacySubmitted"), "Queued."), **_errors("413", "415")},
+                "responses": {
+                    "202": {
+                        **_json(_ref("LegacySubmitted"), "Queued."),
+                        "links": _links("$response.body#/jobId", "job_id", "legacyGetJob"),
+                    },
+                    **_errors("413", "415"),
+                },
             }
         },
         "/api/jobs/{job_id}": {
