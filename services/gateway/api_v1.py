@@ -54,9 +54,11 @@ async def cancel_job(request: Request) -> Response:
 async def job_event_stream(request: Request) -> Response:
     job_id = inputs.checked_id(request.path_params["job_id"], "job_id")
     # EventSource sends Last-Event-ID itself when it reconnects; a fresh page passes ?last_event_id=.
-    after = request.headers.get("last-event-id", "") or request.query_params.get("last_event_id", "")
-    if after:
-        inputs.checked_event_id(after, "Last-Event-ID")
+    after = ""
+    if "last-event-id" in request.headers:
+        after = inputs.checked_event_id(request.headers["last-event-id"], "Last-Event-ID")
+    elif "last_event_id" in request.query_params:
+        after = inputs.checked_event_id(request.query_params["last_event_id"], "last_event_id")
     backends = backends_of(request)
     settings = settings_of(request)
     # Ask once with a deadline, so an unknown job is a JSON 404 and a down generator a 503, not a dead stream.

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import sys
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +26,33 @@ MAX_IDEMPOTENCY_KEY_CHARS = 200
 # What storage accepts as a file name (1-200 characters, no path separators, no NUL), kept a little
 # stricter here so a name is always safe in a URL and a header.
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$")
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Job event ids are Redis stream ids, e.g. `1700000000000-0`; checked here so a bad one is a 400
+# before the event stream starts, not an error in the middle of it.
+EVENT_ID_PATTERN = r"^[0-9]{1,20}-[0-9]{1,20}$"
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
-# What "blank" means for a prompt: Python's whitespace plus the BOM, the union of what `str.strip`
-# and JSON Schema's (ECMAScript) `\s` call space, so the OpenAPI pattern and this code agree.
-BLANK = "".join(chr(c) for c in range(0x3001) if chr(c).isspace()) + "\ufeff"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def is_blank(char: str) -> bool:
+    """Whitespace, control, format and separator characters: what the generator calls blank."""
+    category = unicodedata.category(char)
+    return char.isspace() or category in ("Cc", "Cf") or category.startswith("Z")
+
+
+@functools.lru_cache(maxsize=1)
+def blank_ranges() -> tuple[tuple[int, int], ...]:
+    """Every blank code point as inclusive ranges (computed once: it scans all of Unicode)."""
+    ranges: list[tuple[int, int]] = []
+    start: int | None = None
+    for code in range(sys.maxunicode + 2):
+        blank = code <= sys.maxunicode and is_blank(chr(code))
+        if blank and start is None:
+            start = code
+        elif not blank and start is not None:
+            ranges.append((start, code - 1))
+            start = None
+    return tuple(ranges)
 
 
 @dataclass(frozen=True)
@@ -79,9 +104,9 @@ def story_request(body: dict[str, Any], *, allow_extra: bool = False) -> StoryRe
     # Lengths are checked as sent (as the OpenAPI schema states them), then blanks are trimmed.
     if len(prompt) > MAX_PROMPT_CHARS:
         raise invalid("prompt", f"must be at most {MAX_PROMPT_CHARS} characters")
-    prompt = prompt.strip(BLANK)
-    if not prompt:
-        raise invalid("prompt", "must not be empty")
+    if all(is_blank(char) for char in prompt):
+        raise invalid("prompt", "must have words, not only blanks or control characters")
+    prompt = prompt.strip()
     parts = body.get("parts")
     if isinstance(parts, float) and parts.is_integer():
         parts = int(parts)  # JSON has one number type: 3.0 is the integer 3
@@ -98,12 +123,16 @@ def story_request(body: dict[str, Any], *, allow_extra: bool = False) -> StoryRe
         raise invalid("style", "must be a string")
     if len(style) > MAX_STYLE_CHARS:
         raise invalid("style", f"must be at most {MAX_STYLE_CHARS} characters")
-    return StoryRequest(prompt=prompt, parts=parts, style=style.strip(BLANK))
+    if _CONTROL.search(style):
+        raise invalid("style", "must not contain control characters")
+    return StoryRequest(prompt=prompt, parts=parts, style=style.strip())
 
 
 def idempotency_key(request: Request) -> str:
-    key = request.headers.get("idempotency-key", "")
-    if key and (len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not _VISIBLE_ASCII.match(key)):
+    if "idempotency-key" not in request.headers:
+        return ""
+    key = request.headers["idempotency-key"]
+    if len(key) > MAX_IDEMPOTENCY_KEY_CHARS or not _VISIBLE_ASCII.match(key):
         raise invalid("Idempotency-Key", f"must be 1-{MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters")
     return key
 
@@ -122,13 +151,13 @@ def checked_asset_name(value: str) -> str:
 
 def checked_event_id(value: str, field: str) -> str:
     if not _EVENT_ID.match(value):
-        raise invalid(field, "must be an event id from this stream")
+        raise invalid(field, "must be an event id from this stream, such as 1700000000000-0")
     return value
 
 
 def query_int(request: Request, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,6}", raw):
         raise invalid(name, f"must be a whole number from {minimum} to {maximum}")

@@ -13,8 +13,12 @@ UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ASSET_NAME_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,199}$"
 
 Schema = dict[str, Any]
-# At least one character that is not blank (see `inputs.BLANK`).
-NOT_BLANK_PATTERN = "[^" + "".join(f"\\u{ord(c):04x}" for c in inputs.BLANK) + "]"
+NO_CONTROL_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+
+
+def not_blank_pattern() -> str:
+    """At least one character that is not blank (`inputs.is_blank`), as literal ranges both Python and ECMA read."""
+    return "[^" + "".join(f"{chr(a)}-{chr(b)}" if a != b else chr(a) for a, b in inputs.blank_ranges()) + "]"
 
 
 def _ref(name: str) -> Schema:
@@ -102,11 +106,16 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": inputs.MAX_PROMPT_CHARS,
-                "pattern": NOT_BLANK_PATTERN,
+                "pattern": not_blank_pattern(),
                 "description": "What the story is about; blanks around it are trimmed.",
             },
             "parts": {"type": "integer", "minimum": 1, "maximum": inputs.MAX_PARTS},
-            "style": {"type": "string", "maxLength": inputs.MAX_STYLE_CHARS, "examples": ["Pencil and Ink"]},
+            "style": {
+                "type": "string",
+                "maxLength": inputs.MAX_STYLE_CHARS,
+                "pattern": NO_CONTROL_PATTERN,
+                "examples": ["Pencil and Ink"],
+            },
         },
     },
     "JobError": {
@@ -221,7 +230,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": inputs.MAX_PROMPT_CHARS,
-                "pattern": NOT_BLANK_PATTERN,
+                "pattern": not_blank_pattern(),
             }
         },
     },
@@ -300,11 +309,26 @@ _REQUEST_ID = {
     "name": "X-Request-ID",
     "in": "header",
     "required": False,
-    "description": "Echoed back and passed to the backends; made up when absent.",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+    "description": (
+        "Echoed back and passed to the backends; one is made up when it is absent or not 1-128 of "
+        "`A-Z a-z 0-9 . _ : -`."
+    ),
+    "schema": {"type": "string"},
 }
 
-_EVENT_ID = {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "examples": ["1700000000000-0"]}
+_EVENT_ID = {"type": "string", "pattern": inputs.EVENT_ID_PATTERN, "examples": ["1700000000000-0"]}
+
+# One message of the stream (comment lines are heartbeats and carry no event).
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["progress", "text", "part", "image", "done", "failed"]},
+        "id": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "A JSON object."},
+        "retry": {"type": "integer"},
+    },
+}
 
 _ASSET_PARAMS = [
     _path_id("story_id", "The story (a draft's files can be read too)."),
@@ -414,7 +438,22 @@ def _paths() -> dict[str, Any]:
                 "summary": "One story: title, characters, parts with pictures, engine",
                 "tags": ["stories"],
                 "operationId": "getStory",
-                "responses": {"200": _json(_ref("Story"), "The story."), **_errors("404")},
+                "responses": {
+                    "200": {
+                        **_json(_ref("Story"), "The story."),
+                        "links": {
+                            "LegacyGetPart": {
+                                "operationId": "legacyGetPart",
+                                "parameters": {"story_id": "$response.body#/id", "part": "text_0"},
+                            },
+                            "GetAsset": {
+                                "operationId": "getAsset",
+                                "parameters": {"story_id": "$response.body#/id", "name": "image_0"},
+                            },
+                        },
+                    },
+                    **_errors("404"),
+                },
             },
             "delete": {
                 "summary": "Delete a story and its files",
@@ -448,19 +487,19 @@ def _paths() -> dict[str, Any]:
                 "summary": "The job's events as Server-Sent Events",
                 "description": (
                     "One SSE message per event (`progress`, `text`, `part`, `image`, `done`, `failed`), each with "
-                    "an `id:` line and JSON data. Resume with `Last-Event-ID` (or `?last_event_id=`); comment lines "
-                    "are heartbeats. The stream ends after `done` or `failed`."
+                    "an `id:` line and JSON data. Resume with the `Last-Event-ID` header (what EventSource sends "
+                    "when it reconnects; the same pattern as `last_event_id`, and it wins over it) or "
+                    "`?last_event_id=`; comment lines are heartbeats. The stream ends after `done` or `failed`."
                 ),
                 "tags": ["jobs"],
                 "operationId": "watchJob",
                 "parameters": [
-                    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": _EVENT_ID},
                     {"name": "last_event_id", "in": "query", "required": False, "schema": _EVENT_ID},
                 ],
                 "responses": {
                     "200": {
                         "description": "The event stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                     },
                     **_errors("404"),
                 },

@@ -25,7 +25,8 @@ def assert_error(response: httpx.Response, status: int, code: str, mentions: str
         ({}, "prompt", "required"),
         ({"prompt": None}, "prompt", "required"),
         ({"prompt": 42}, "prompt", "must be a string"),
-        ({"prompt": "   "}, "prompt", "must not be empty"),
+        ({"prompt": "   "}, "prompt", "not only blanks"),
+        ({"prompt": "\u0097\u200b\x1e"}, "prompt", "not only blanks"),
         ({"prompt": "x" * 2001}, "prompt", "at most 2000"),
         ({"prompt": "a bear", "parts": "3"}, "parts", "whole number"),
         ({"prompt": "a bear", "parts": True}, "parts", "whole number"),
@@ -34,6 +35,7 @@ def assert_error(response: httpx.Response, status: int, code: str, mentions: str
         ({"prompt": "a bear", "parts": 9}, "parts", "from 1 to 8"),
         ({"prompt": "a bear", "style": ["ink"]}, "style", "must be a string"),
         ({"prompt": "a bear", "style": "s" * 81}, "style", "at most 80"),
+        ({"prompt": "a bear", "style": "ink\x07"}, "style", "control characters"),
         ({"prompt": "a bear", "part": 3}, "part", "unknown field"),
     ],
 )
@@ -132,10 +134,13 @@ async def test_list_query_parameters_are_checked(client: httpx.AsyncClient, quer
 
 
 async def test_a_malformed_last_event_id_is_400(client: httpx.AsyncClient) -> None:
-    response = await client.get(f"/api/v1/jobs/{SOME_ID}/events", headers={"Last-Event-ID": "a b"})
+    response = await client.get(f"/api/v1/jobs/{SOME_ID}/events", headers={"Last-Event-ID": "abc"})
     assert_error(response, 400, "invalid_argument", "Last-Event-ID: ")
+    response = await client.get(f"/api/v1/jobs/{SOME_ID}/events", params={"last_event_id": ""})
+    assert_error(response, 400, "invalid_argument", "last_event_id: ")
 
 
-async def test_a_malformed_idempotency_key_is_400(client: httpx.AsyncClient) -> None:
-    response = await client.post(STORY, json={"prompt": "a bear"}, headers={"Idempotency-Key": "k" * 201})
+@pytest.mark.parametrize("key", ["k" * 201, "", "two words"])
+async def test_a_malformed_idempotency_key_is_400(client: httpx.AsyncClient, key: str) -> None:
+    response = await client.post(STORY, json={"prompt": "a bear"}, headers={"Idempotency-Key": key})
     assert_error(response, 400, "invalid_argument", "Idempotency-Key: ")
