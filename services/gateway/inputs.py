@@ -107,19 +107,19 @@ def story_request(body: dict[str, Any], *, allow_extra: bool = False) -> StoryRe
     if all(is_blank(char) for char in prompt):
         raise invalid("prompt", "must have words, not only blanks or control characters")
     prompt = prompt.strip()
-    parts = body.get("parts")
-    if isinstance(parts, float) and parts.is_integer():
-        parts = int(parts)  # JSON has one number type: 3.0 is the integer 3
-    if parts is None:
-        parts = 0
-    elif isinstance(parts, bool) or not isinstance(parts, int):
-        raise invalid("parts", f"must be a whole number from 1 to {MAX_PARTS}")
-    elif not 1 <= parts <= MAX_PARTS:
-        raise invalid("parts", f"must be from 1 to {MAX_PARTS}")
-    style = body.get("style")
-    if style is None:
-        style = ""
-    elif not isinstance(style, str):
+    # An absent field takes the generator's default; an explicit null is a mistake, not a default.
+    parts = 0
+    if "parts" in body:
+        given = body["parts"]
+        if isinstance(given, float) and given.is_integer():
+            given = int(given)  # JSON has one number type: 3.0 is the integer 3
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise invalid("parts", f"must be a whole number from 1 to {MAX_PARTS}")
+        parts = given
+        if not 1 <= parts <= MAX_PARTS:
+            raise invalid("parts", f"must be from 1 to {MAX_PARTS}")
+    style = body.get("style", "")
+    if not isinstance(style, str):
         raise invalid("style", "must be a string")
     if len(style) > MAX_STYLE_CHARS:
         raise invalid("style", f"must be at most {MAX_STYLE_CHARS} characters")

@@ -29,6 +29,8 @@ def assert_error(response: httpx.Response, status: int, code: str, mentions: str
         ({"prompt": "\u0097\u200b\x1e"}, "prompt", "not only blanks"),
         ({"prompt": "x" * 2001}, "prompt", "at most 2000"),
         ({"prompt": "a bear", "parts": "3"}, "parts", "whole number"),
+        ({"prompt": "a bear", "parts": None}, "parts", "whole number"),
+        ({"prompt": "a bear", "style": None}, "style", "must be a string"),
         ({"prompt": "a bear", "parts": True}, "parts", "whole number"),
         ({"prompt": "a bear", "parts": 2.5}, "parts", "whole number"),
         ({"prompt": "a bear", "parts": 0}, "parts", "from 1 to 8"),
