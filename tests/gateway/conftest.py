@@ -36,3 +36,13 @@ async def stack(tmp_path: Path, redis_url: str) -> AsyncIterator[Stack]:
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.gateway.url, timeout=60) as http:
         yield http
+
+
+@pytest.fixture
+async def idle_api(tmp_path: Path, redis_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API over a generator with no workers: jobs stay queued until cancelled."""
+    async with (
+        running_stack(tmp_path, redis_url, generator_overrides={"workers": 0}) as running,
+        httpx.AsyncClient(base_url=running.gateway.url, timeout=60) as http,
+    ):
+        yield http

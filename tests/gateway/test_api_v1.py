@@ -62,6 +62,18 @@ async def test_an_unknown_job_is_404(api: httpx.AsyncClient) -> None:
     assert_error(await api.delete(f"/api/v1/jobs/{SOME_ID}"), 404, "not_found")
 
 
+async def test_cancelling_a_queued_job_ends_it_and_its_event_stream(idle_api: httpx.AsyncClient) -> None:
+    job = (await idle_api.post("/api/v1/stories", json={"prompt": "a story nobody writes"})).json()["job"]
+    response = await idle_api.delete(f"/api/v1/jobs/{job['id']}")
+    assert response.status_code == 200
+    assert response.json()["id"] == job["id"]
+    assert response.json()["state"] == "cancelled"
+    messages = parse_sse((await idle_api.get(f"/api/v1/jobs/{job['id']}/events")).text)
+    assert messages[-1]["event"] == "failed"
+    assert messages[-1]["data"]["state"] == "cancelled"
+    assert_error(await idle_api.delete(f"/api/v1/jobs/{job['id']}"), 409, "failed_precondition")
+
+
 async def test_cancelling_a_finished_job_is_409(api: httpx.AsyncClient) -> None:
     job = await make_story(api, parts=1)
     assert_error(await api.delete(f"/api/v1/jobs/{job['id']}"), 409, "failed_precondition")

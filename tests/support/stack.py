@@ -34,7 +34,10 @@ def _address(handle: Any) -> str:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(tmp_path: Path, redis_url: str, **gateway_overrides: Any) -> AsyncIterator[Stack]:
+async def running_stack(
+    tmp_path: Path, redis_url: str, *, generator_overrides: dict[str, Any] | None = None, **gateway_overrides: Any
+) -> AsyncIterator[Stack]:
+    """The whole system; ``generator_overrides`` go to `running_generator` (e.g. ``workers=0``: jobs stay queued)."""
     storage_support = pytest.importorskip(
         "tests.support.storage", reason="the storage service's test helper (branch storage) is not merged yet"
     )
@@ -43,7 +46,9 @@ async def running_stack(tmp_path: Path, redis_url: str, **gateway_overrides: Any
     )
     async with storage_support.running_storage(tmp_path / "storage", redis_url) as storage:
         storage_address = _address(storage)
-        async with generator_support.running_generator(tmp_path / "generator", redis_url, storage_address) as generator:
+        async with generator_support.running_generator(
+            tmp_path / "generator", redis_url, storage_address, **(generator_overrides or {})
+        ) as generator:
             generator_address = _address(generator)
             async with running_gateway(storage_address, generator_address, **gateway_overrides) as gateway:
                 yield Stack(gateway, storage, generator, storage_address, generator_address)

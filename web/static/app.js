@@ -471,7 +471,8 @@ $("job-cancel").addEventListener("click", async () => {
   button.disabled = true;
   try {
     await api("DELETE", "/jobs/" + jobId);
-    $("job-stage").textContent = "Cancelling…";
+    // The stream's `failed` event may have arrived first and said "Cancelled." already.
+    if (watch.jobId === jobId) $("job-stage").textContent = "Cancelling…";
   } catch (error) {
     showError($("job-error"), error.message);
     button.disabled = false;
