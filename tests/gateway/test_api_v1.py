@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 
 from services.common.logs import request_id_var
 from tests.gateway.test_inputs import SOME_ID, assert_error
-from tests.support.stack import make_story, wait_for_job
+from tests.support.stack import make_story, running_stack, wait_for_job
 
 JOB_FIELDS = {"id", "state", "stage", "progress", "story_id", "error", "attempts", "created_at", "updated_at"}
 
@@ -263,3 +264,21 @@ async def test_the_request_id_travels_to_the_backends(api: httpx.AsyncClient, ca
     response = await api.get(f"/api/v1/stories/{SOME_ID}", headers={"X-Request-ID": "travels-42"})
     assert response.status_code == 404
     assert seen == ["travels-42"]
+
+
+async def test_an_idle_event_stream_sends_heartbeats_and_closes_at_its_time_limit(
+    tmp_path: Path, redis_url: str
+) -> None:
+    async with (
+        running_stack(
+            tmp_path, redis_url, generator_overrides={"workers": 0}, sse_heartbeat=0.2, sse_max_duration=3.0
+        ) as stack,
+        httpx.AsyncClient(base_url=stack.gateway.url, timeout=60) as http,
+    ):
+        job = (await http.post("/api/v1/stories", json={"prompt": "a very slow story"})).json()["job"]
+        text = (await http.get(f"/api/v1/jobs/{job['id']}/events")).text
+    # The job never runs: after its first event the stream idles, beats, and ends at the time limit.
+    assert text.count(": heartbeat\n\n") >= 2
+    assert "reconnect with Last-Event-ID" in text
+    messages = parse_sse(text)
+    assert [m["event"] for m in messages] == ["progress"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from tests.gateway.test_inputs import SOME_ID, assert_error
+from tests.support.gateway import running_gateway
 
 
 async def test_healthz_answers_without_backends(client: httpx.AsyncClient) -> None:
@@ -33,3 +36,16 @@ async def test_metrics_count_requests_by_route_template_and_status(client: httpx
     assert 'dreamforge_http_request_duration_seconds_count{method="GET",route="/api/v1/jobs/{job_id}"} 2.0' in text
     assert SOME_ID not in text  # raw paths never become labels
     assert "dreamforge_jobs_submitted_total" in text
+
+
+async def test_readyz_names_only_the_backend_that_is_down(tmp_path: Path, redis_url: str) -> None:
+    from tests.support.storage import running_storage
+
+    async with (
+        running_storage(tmp_path, redis_url) as storage,
+        running_gateway(storage.address, None) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as http,
+    ):
+        response = await http.get("/readyz")
+    assert_error(response, 503, "unavailable", "not ready: generator is down")
+    assert response.json()["checks"] == {"storage": "serving", "generator": "unavailable"}
