@@ -6,7 +6,7 @@ import io
 from collections.abc import Iterable
 from typing import Any
 
-from services.common.errors import DataLoss
+from services.common.errors import DataLoss, NotFound
 from services.storage.backends.base import FileRecord, FileStore
 
 # Every file we upload carries these keyvalues; the original app's files carry none.
@@ -43,7 +43,11 @@ def current_by_name(records: Iterable[FileRecord]) -> dict[str, FileRecord]:
 
 
 async def list_files(store: FileStore, group_id: str, *, name: str | None = None) -> list[FileRecord]:
-    return [record async for record in store.iter_files(group_id, name=name)]
+    """The group's files (named `name` when given); none for a group that does not exist."""
+    try:
+        return [record async for record in store.iter_files(group_id, name=name)]
+    except NotFound:
+        return []
 
 
 async def read_small(store: FileStore, record: FileRecord, *, limit: int) -> bytes:

@@ -578,8 +578,9 @@ class StoryIndex:
             state.seq = published
             files = await self._index_files()
             if force or not any(kind == "snapshot" and seq >= published for kind, seq, _ in files):
-                await self._upload_json(snapshot_name(published), state.to_json(), "index-snapshot")
+                written = await self._upload_json(snapshot_name(published), state.to_json(), "index-snapshot")
                 await self._step("snapshot-uploaded")
+                files.append(("snapshot", published, written))
             await self._remove_folded(files, published)
             self._snapshot_seq = max(self._snapshot_seq, published)
             self._metrics.index_compactions.labels("compaction").inc()
@@ -589,9 +590,15 @@ class StoryIndex:
             await lock.release(token)
 
     async def _remove_folded(self, files: list[tuple[str, int, FileRecord]], snapshot_seq: int) -> None:
-        """Delete entries at or below the snapshot and older snapshots: only after the snapshot is stored."""
+        """Delete entries at or below the snapshot and every older snapshot: only after the snapshot is stored.
+
+        Of several snapshots with the snapshot's number (two compactors, or a forced one), the newest stays.
+        """
+        keep = newest(record for kind, seq, record in files if kind == "snapshot" and seq == snapshot_seq)
         for kind, seq, record in files:
-            if (kind == "entry" and seq <= snapshot_seq) or (kind == "snapshot" and seq < snapshot_seq):
+            folded = kind == "entry" and seq <= snapshot_seq
+            superseded = kind == "snapshot" and seq <= snapshot_seq and record is not keep
+            if folded or superseded:
                 await self._store.delete_file(record)  # already gone is fine
 
     async def reindex(self, scan: Scan) -> int:

@@ -24,7 +24,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.logs import preview
 from services.storage import keys, manifest
 from services.storage.backends.base import FileRecord, FileStore, GroupRecord
-from services.storage.cid import cid_from_digest
+from services.storage.cid import digest_from_cid
 from services.storage.files import age_key, current_by_name, list_files, newest, our_keyvalues, read_small
 from services.storage.index import StoryIndex
 from services.storage.legacy import is_legacy_group, legacy_summary, rebuild_manifest
@@ -78,6 +78,15 @@ class Library:
         if self._on_step is not None:
             await self._on_step(name)
 
+    async def _story_files(self, story_id: str, name: str | None = None) -> list[FileRecord]:
+        """The story's files; NotFound like `_story_group`. The group is looked at only when no file is found."""
+        if story_id == await self.index.group_id():
+            raise NotFound(f"no story {story_id}")
+        files = await list_files(self._store, story_id, name=name)
+        if not files:
+            await self._story_group(story_id)
+        return files
+
     async def _story_group(self, story_id: str) -> GroupRecord:
         """The story's group; NotFound for unknown ids and for the index group (it is not a story)."""
         if story_id == await self.index.group_id():
@@ -128,16 +137,15 @@ class Library:
         story_id = check_story_id(story_id)
         name = check_asset_name(name)
         content_type = check_content_type(content_type)
-        await self._story_group(story_id)
-        files = await list_files(self._store, story_id)
+        files = await self._story_files(story_id)
         if is_legacy_group(files):
             raise FailedPrecondition(f"story {story_id} was written by the original app; its files cannot be changed")
         committed = any(f.name == MANIFEST_NAME for f in files)
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES) as spool:
-            size, cid = await self._receive(spool, chunks, name)
+            size, digest = await self._receive(spool, chunks, name)
             current = newest(f for f in files if f.name == name)
             if committed:
-                if current is not None and current.cid == cid:
+                if current is not None and await self._holds(current, size, digest):
                     return AssetRef.of(current)
                 raise FailedPrecondition(
                     f"story {story_id} is committed; its assets cannot change (asset {name!r} would no longer "
@@ -152,11 +160,12 @@ class Library:
                 content_type=content_type,
                 keyvalues=our_keyvalues("asset"),
             )
-        await self._remove_older(story_id, record)
+        await self._remove_older(record, files)
         log.info("stored %s/%s (%d bytes, %s)", story_id, name, size, record.cid)
         return AssetRef.of(record)
 
-    async def _receive(self, spool: IO[bytes], chunks: AsyncIterable[bytes], name: str) -> tuple[int, str]:
+    async def _receive(self, spool: IO[bytes], chunks: AsyncIterable[bytes], name: str) -> tuple[int, bytes]:
+        """Spool the stream; its size and sha2-256 digest."""
         digest = hashlib.sha256()
         size = 0
 
@@ -176,12 +185,29 @@ class Library:
                 await asyncio.to_thread(write, chunk)  # past the memory part the spool writes to disk
         if size == 0:
             raise InvalidArgument(f"asset {name!r} is empty; send its bytes after the header")
-        return size, cid_from_digest(digest.digest())
+        return size, digest.digest()
 
-    async def _remove_older(self, story_id: str, record: FileRecord) -> None:
-        """Delete earlier files of the record's name: only earlier ones, so concurrent puts leave the newest."""
-        for other in await list_files(self._store, story_id, name=record.name):
-            if age_key(other) < age_key(record):
+    async def _holds(self, record: FileRecord, size: int, digest: bytes) -> bool:
+        """True when the stored file has exactly these bytes."""
+        if record.size != size:
+            return False
+        try:
+            return digest_from_cid(record.cid) == digest
+        except ValueError:
+            pass  # another kind of CID (Pinata's dag-pb for large files): compare the bytes themselves
+        stored = hashlib.sha256()
+        async for chunk in self._store.read(record):
+            stored.update(chunk)
+        return stored.digest() == digest
+
+    async def _remove_older(self, record: FileRecord, listed: list[FileRecord]) -> None:
+        """Delete the earlier files of the record's name seen in `listed` (taken before it was uploaded).
+
+        Only earlier ones, so concurrent puts of one name leave the newest; one they race with may stay
+        behind until the name is put again, harmlessly, as readers always take the newest.
+        """
+        for other in listed:
+            if other.name == record.name and age_key(other) < age_key(record):
                 await self._store.delete_file(other)  # already gone is fine
 
     # -- commit ---------------------------------------------------------------------------------
@@ -194,8 +220,7 @@ class Library:
         """
         story_id = check_story_id(story_id)
         checked = manifest.check_for_commit(requested)
-        group = await self._story_group(story_id)
-        files = await list_files(self._store, story_id)
+        files = await self._story_files(story_id)
         if is_legacy_group(files):
             raise FailedPrecondition(f"story {story_id} was written by the original app and cannot be committed")
         current = current_by_name(files)
@@ -225,9 +250,9 @@ class Library:
             keyvalues=our_keyvalues("manifest"),
         )
         await self._step("manifest-uploaded")
-        await self._remove_older(story_id, record)
+        await self._remove_older(record, files)
         await self.index.add(final.summary())
-        log.info("committed %s %r (%d parts, group %r)", story_id, preview(final.title), len(parts), group.name)
+        log.info("committed %s %r (%d parts)", story_id, preview(final.title), len(parts))
         return final
 
     def _resolve_part(self, story_id: str, part: Part, current: Mapping[str, FileRecord]) -> Part:
@@ -290,8 +315,7 @@ class Library:
     async def list_assets(self, story_id: str) -> list[AssetRef]:
         """The current file of every name in the story (drafts too), in natural name order."""
         story_id = check_story_id(story_id)
-        await self._story_group(story_id)
-        current = current_by_name(await list_files(self._store, story_id))
+        current = current_by_name(await self._story_files(story_id))
         return [AssetRef.of(current[name]) for name in sorted(current, key=natural_key)]
 
     async def open_asset(
@@ -304,8 +328,7 @@ class Library:
             raise InvalidArgument(f"offset must not be negative; got {offset}")
         if length < 0:
             raise InvalidArgument(f"length must not be negative; got {length}")
-        await self._story_group(story_id)
-        record = newest(await list_files(self._store, story_id, name=name))
+        record = newest(await self._story_files(story_id, name=name))
         if record is None:
             raise NotFound(f"story {story_id} has no asset {name!r}")
         if offset > record.size:

@@ -18,6 +18,7 @@ from services.common.logs import configure_logging
 from services.common.metrics import MetricsServer, serve_metrics
 from services.storage.backends.base import FileStore
 from services.storage.backends.factory import build_store
+from services.storage.backends.local import LocalFileStore
 from services.storage.index import StoryIndex
 from services.storage.library import Library
 from services.storage.metrics import InstrumentedFileStore, StorageMetrics
@@ -41,6 +42,8 @@ class StorageServer:
     address: str
     library: Library
     store: FileStore
+    # The backend's name in metrics and logs: "local" or "pinata".
+    backend: str
     redis: redis.asyncio.Redis
     registry: CollectorRegistry
     metrics_server: MetricsServer | None = None
@@ -121,7 +124,8 @@ async def create_server(
     backend = owned_store if owned_store is not None else store
     assert backend is not None
     client = redis if redis is not None else _redis_from_url(settings.redis_url)
-    instrumented = InstrumentedFileStore(backend, metrics, settings.backend)
+    backend_name = _backend_name(backend, settings)
+    instrumented = InstrumentedFileStore(backend, metrics, backend_name)
     index = StoryIndex(
         instrumented,
         client,
@@ -144,6 +148,7 @@ async def create_server(
         address=f"{host}:{grpc_server.port}",
         library=library,
         store=instrumented,
+        backend=backend_name,
         redis=client,
         registry=registry,
         _owned_store=owned_store,
@@ -156,8 +161,16 @@ async def create_server(
         await server.stop(0)
         raise
     server._health_task = asyncio.get_running_loop().create_task(server._watch_health())
-    log.info("storage listening on %s (%s backend)", server.address, settings.backend)
+    log.info("storage listening on %s (%s backend)", server.address, backend_name)
     return server
+
+
+def _backend_name(store: FileStore, settings: Settings) -> str:
+    """The configured backend's name, or for a store passed in (tests), one made from its class."""
+    if isinstance(store, LocalFileStore):
+        return "local"
+    name = type(store).__name__.lower()
+    return name[: -len("filestore")] if name.endswith("filestore") and name != "filestore" else settings.backend
 
 
 def _redis_from_url(url: str) -> redis.asyncio.Redis:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import grpc
 import pytest
@@ -14,6 +15,7 @@ from dreamforge.v1 import storage_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from services.common.errors import NotFound
 from services.common.ids import is_id
 from services.storage.cid import cid_for_bytes
 from services.storage.files import list_files
@@ -26,6 +28,7 @@ from tests.support.storage import (
     make_story,
     put_asset,
     put_asset_requests,
+    running_storage,
 )
 
 
@@ -74,7 +77,7 @@ async def test_put_asset_stores_the_bytes_under_their_cid(storage: RunningStorag
     assert asset.name == "text_0"
     assert asset.cid == cid_for_bytes(data)
     assert asset.size == len(data)
-    assert asset.content_type == "text/plain; charset=utf-8"
+    assert asset.content_type.startswith("text/plain")  # Pinata may drop the parameters
     info, read = await get_asset(storage.stub, story_id, "text_0")
     assert read == data
     assert info == asset
@@ -278,10 +281,12 @@ async def test_list_stories_pages_newest_first(storage: RunningStorage) -> None:
     assert third.next_page_token == ""
 
 
-async def test_page_size_zero_means_twenty(storage: RunningStorage) -> None:
-    for n in range(21):
-        await make_story(storage.stub, f"S{n}", parts=1, images=False)
-    reply = await storage.stub.ListStories(storage_pb2.ListStoriesRequest())
+async def test_page_size_zero_means_twenty(tmp_path: Path, redis_url: str) -> None:
+    # Local backend only: 21 commits against the fake Pinata would cost the suite seconds for nothing new.
+    async with running_storage(tmp_path, redis_url) as storage:
+        for n in range(21):
+            await make_story(storage.stub, f"S{n}", parts=1, images=False)
+        reply = await storage.stub.ListStories(storage_pb2.ListStoriesRequest())
     assert len(reply.stories) == 20
     assert reply.next_page_token
 
@@ -330,7 +335,8 @@ async def test_delete_story_removes_it_everywhere(storage: RunningStorage) -> No
         storage.stub.GetAsset(storage_pb2.GetAssetRequest(story_id=gone.story_id, name="text_0")),
         grpc.StatusCode.NOT_FOUND,
     )
-    assert await list_files(storage.server.store, gone.story_id) == []
+    with pytest.raises(NotFound):
+        await storage.server.store.get_group(gone.story_id)
     await expect_rpc_error(
         storage.stub.DeleteStory(storage_pb2.DeleteStoryRequest(story_id=gone.story_id)),
         grpc.StatusCode.NOT_FOUND,

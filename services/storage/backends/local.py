@@ -219,7 +219,7 @@ class LocalFileStore:
 
     def _group_files(self, group_id: str) -> list[FileRecord]:
         if not is_id(group_id):
-            return []
+            return []  # as Pinata's list answers: no such group, no files
         records = []
         for path in (self._files / group_id).glob("*.json"):
             try:
