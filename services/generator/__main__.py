@@ -46,11 +46,11 @@ def check(settings: Settings) -> int:
     try:
         alive = bool(client.exists(Keys(settings.redis_prefix).heartbeat(socket.gethostname())))
     except redis.RedisError as exc:
-        print(f"Redis does not answer: {exc}", file=sys.stderr)
+        sys.stderr.write(f"Redis does not answer: {exc}\n")
         return 1
     finally:
         client.close()
-    print("worker heartbeat is fresh" if alive else "no recent worker heartbeat on this host", file=sys.stderr)
+    sys.stderr.write("worker heartbeat is fresh\n" if alive else "no recent worker heartbeat on this host\n")
     return 0 if alive else 1
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        print(f"dreamforge-generator: {exc}", file=sys.stderr)
+        sys.stderr.write(f"dreamforge-generator: {exc}\n")
         return 2
     if args.check:
         return check(settings)

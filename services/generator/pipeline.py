@@ -168,7 +168,6 @@ class _Run:
     # --- the steps ------------------------------------------------------
 
     async def run(self) -> Outcome:
-        started = time.monotonic()
         try:
             progress = await self.checkpoint.load()
             self.timings.update(progress.timings)
@@ -179,14 +178,18 @@ class _Run:
                 story = await self._resume(progress)
             await self._finish_images(story)
             await self.control.check_cancel()
-            outcome = await self._commit(story, time.monotonic() - started)
+            outcome = await self._commit(story)
         finally:
             await self._stop_images()
         return outcome
 
     async def _write_story(self) -> Story:
         await self.checkpoint.start_text()
-        await self.control.report(WRITING, 5, "Writing the story")
+        if self.attempt > 1:
+            # An earlier attempt may have streamed text that never got finished: watchers drop it.
+            await self.control.report(WRITING, 5, "Writing the story again from the start", restart=True)
+        else:
+            await self.control.report(WRITING, 5, "Writing the story")
         request = TextRequest(prompt=self.job.prompt, parts=self.job.parts, style=self.job.style, seed=self.job.seed)
         started = time.monotonic()
         while True:
@@ -207,6 +210,7 @@ class _Run:
                 log.info("text model answer unusable (%s); asking for a repair", exc)
                 self.repaired = True
                 self.parts.clear()
+                self.assets.clear()
                 self.characters = None
                 self.percent.parts_known = self.percent.images_done = 0
                 await self.checkpoint.start_text()
@@ -216,6 +220,7 @@ class _Run:
                 request = replace(request, repair=Repair(previous_answer=stream.text, problem=str(exc)))
         await self.text_buffer.flush()
         self._timed("text", time.monotonic() - started)
+        self.p._metrics.stage_seconds.labels(WRITING).observe(self.timings["text"])
         await self.checkpoint.save_timing("text", self.timings["text"])
         await self.checkpoint.save_story(story)
         return story
@@ -248,10 +253,7 @@ class _Run:
     async def _apply(self, updates: list[StreamUpdate]) -> None:
         for update in updates:
             if isinstance(update, TextDelta):
-                field = {"story_title": "story_title", "part_title": "part_title", "part_text": "part_text"}[
-                    update.field
-                ]
-                await self.text_buffer.add(field, update.part_index or 0, update.delta)
+                await self.text_buffer.add(update.field, update.part_index or 0, update.delta)
             elif isinstance(update, TitleKnown):
                 await self.text_buffer.flush()
                 await self.control.check_cancel()
@@ -332,6 +334,7 @@ class _Run:
             asset = await self.p._storage.put_asset(self.story_id, name, image.content_type, image.data)
             self.assets[name] = asset
             self._timed(name, time.monotonic() - started)
+            self.p._metrics.stage_seconds.labels(ILLUSTRATING).observe(self.timings[name])
             await self.checkpoint.save_asset(asset)
             await self.checkpoint.save_timing(name, self.timings[name])
             self.percent.images_done += 1
@@ -430,7 +433,7 @@ class _Run:
 
     # --- commit ---------------------------------------------------------------------
 
-    async def _commit(self, story: Story, attempt_seconds: float) -> Outcome:
+    async def _commit(self, story: Story) -> Outcome:
         await self.control.report(SAVING, 96, "Saving the story")
         started = time.monotonic()
         for part in story.parts:

@@ -57,6 +57,7 @@ class GeneratorServer:
     service: JobService
     _owned: list[Any] = field(default_factory=list)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _metrics_server: MetricsServer | None = None
 
     @property
@@ -72,9 +73,12 @@ class GeneratorServer:
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         if self.grpc_server is not None:
             await self.grpc_server.set_serving(False)
+        # Background loops end on the event: a cancel landing inside a gRPC call can be swallowed as CANCELLED.
+        self._stopping.set()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=HEALTH_INTERVAL_SECONDS + 5)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.workers is not None:
             await self.workers.stop(grace)
         if self.grpc_server is not None:
@@ -192,7 +196,7 @@ async def create_server(
         _metrics_server=serve_metrics(settings.metrics_addr, registry, setting="GENERATOR_METRICS_ADDR"),
     )
     if grpc_server is not None:
-        handle._tasks.append(asyncio.create_task(_watch_health(grpc_server, redis, storage)))
+        handle._tasks.append(asyncio.create_task(_watch_health(grpc_server, redis, storage, handle._stopping)))
     if pool is not None and start_workers:
         await pool.start()
     log.info(
@@ -205,10 +209,12 @@ async def create_server(
     return handle
 
 
-async def _watch_health(server: GrpcServer, redis: aioredis.Redis, storage: StorageClient) -> None:
+async def _watch_health(
+    server: GrpcServer, redis: aioredis.Redis, storage: StorageClient, stopping: asyncio.Event
+) -> None:
     """SERVING only while Redis and storage both answer."""
     serving: bool | None = None
-    while True:
+    while not stopping.is_set():
         try:
             ok = bool(await redis.ping()) and await storage.healthy()
         except Exception:
@@ -217,4 +223,5 @@ async def _watch_health(server: GrpcServer, redis: aioredis.Redis, storage: Stor
             await server.set_serving(ok)
             log.info("health: %s", "SERVING" if ok else "NOT_SERVING (Redis or storage does not answer)")
             serving = ok
-        await asyncio.sleep(HEALTH_INTERVAL_SECONDS)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stopping.wait(), HEALTH_INTERVAL_SECONDS)

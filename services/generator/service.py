@@ -49,6 +49,3 @@ class JobService:
 
     def watch(self, job_id: str, after_event_id: str) -> AsyncIterator[Event]:
         return self._events.follow(job_id, after_event_id)
-
-    async def ready(self) -> None:
-        await self._store.queue_depth()

@@ -13,10 +13,17 @@ from dataclasses import dataclass
 import grpc
 from dreamforge.v1 import storage_pb2, storage_pb2_grpc
 
+from services.common.errors import DreamForgeError
 from services.common.grpc_client import check_health
 from services.common.grpc_errors import error_from_rpc
 
 CHUNK_BYTES = 256 * 1024
+
+
+def _storage_error(exc: grpc.aio.AioRpcError) -> DreamForgeError:
+    """The domain error, its message saying it came from storage (job errors are read by people)."""
+    error = error_from_rpc(exc)
+    return type(error)(f"storage service: {error.message}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ class StorageClient:
                 storage_pb2.CreateStoryRequest(title=title, client_token=client_token), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise _storage_error(exc) from None
         return reply.story_id
 
     async def put_asset(self, story_id: str, name: str, content_type: str, data: bytes) -> StoredAsset:
@@ -65,14 +72,14 @@ class StorageClient:
         try:
             reply = await self._stub.PutAsset(messages(), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise _storage_error(exc) from None
         return StoredAsset.from_proto(reply.asset)
 
     async def list_assets(self, story_id: str) -> list[StoredAsset]:
         try:
             reply = await self._stub.ListAssets(storage_pb2.ListAssetsRequest(story_id=story_id), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise _storage_error(exc) from None
         return [StoredAsset.from_proto(ref) for ref in reply.assets]
 
     async def commit_story(self, story_id: str, manifest: storage_pb2.StoryManifest) -> storage_pb2.StoryManifest:
@@ -81,11 +88,11 @@ class StorageClient:
                 storage_pb2.CommitStoryRequest(story_id=story_id, manifest=manifest), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise _storage_error(exc) from None
         return reply.manifest
 
     async def delete_story(self, story_id: str) -> None:
         try:
             await self._stub.DeleteStory(storage_pb2.DeleteStoryRequest(story_id=story_id), timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise _storage_error(exc) from None

@@ -141,7 +141,8 @@ class WorkerPool:
         if self._running:
             log.info("draining: %d running job(s), up to %.0fs", len(self._running), grace)
             tasks = [running.task for running in self._running.values()]
-            await asyncio.wait(tasks, timeout=grace) if grace > 0 else None
+            if grace > 0:
+                await asyncio.wait(tasks, timeout=grace)
         for running in list(self._running.values()):
             if not running.task.done():
                 running.handing_back = True
@@ -155,7 +156,7 @@ class WorkerPool:
                 await self._redis.delete(self._keys.heartbeat(self._host))
 
     async def _beat(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._redis.set(self._keys.heartbeat(self._host), str(time.time()), ex=HEARTBEAT_TTL_SECONDS)
                 self._metrics.queue_depth.set(await self._redis.zcard(self._keys.by_state(JobState.QUEUED.value)))
@@ -214,19 +215,25 @@ class WorkerPool:
         keeper = asyncio.create_task(self._keep(running, control))
         try:
             outcome = await asyncio.shield(task)
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            if not task.done():
+                task.cancel()  # this worker itself is being cancelled: do not leave the pipeline running
+            # A cancel can surface as a gRPC CANCELLED error from inside a storage call, so the
+            # reason we stopped the task decides, not the exception's type.
             if running.lease_lost:
                 log.warning("lost the job to another worker; stopping without recording")
                 return "lost"
-            if running.handing_back or self._stopping:
+            if running.handing_back:
                 await _shielded(self._queue.hand_back(claim, _handed_back_event(claim)))
                 return "handed_back"
-            raise
-        except JobCancelled:
-            await _shielded(self._end_cancelled(claim))
-            return "cancelled"
-        except Exception as exc:
-            return await _shielded(self._after_failure(claim, exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if isinstance(exc, JobCancelled):
+                await _shielded(self._end_cancelled(claim))
+                return "cancelled"
+            if not isinstance(exc, Exception):
+                raise
+            return str(await _shielded(self._after_failure(claim, exc)))
         finally:
             keeper.cancel()
             await asyncio.gather(keeper, return_exceptions=True)
@@ -330,16 +337,13 @@ class WorkerPool:
 
     async def _discard_draft(self, claim: Claim) -> None:
         """A job that ends without a story leaves no draft behind (best effort: storage may be the problem)."""
-        job = await self._queue_job(claim.job.id)
-        if not job:
+        story_id = str(await self._redis.hget(self._keys.job(claim.job.id), "story_id") or "")
+        if not story_id:
             return
         try:
-            await self._storage.delete_story(job)
+            await self._storage.delete_story(story_id)
         except Exception as exc:
-            log.info("could not delete draft %s: %s", job, exc)
-
-    async def _queue_job(self, job_id: str) -> str:
-        return str(await self._redis.hget(self._keys.job(job_id), "story_id") or "")
+            log.info("could not delete draft %s: %s", story_id, exc)
 
 
 def _handed_back_event(claim: Claim) -> dict[str, object]:

@@ -79,3 +79,22 @@ async def test_submit_get_list_cancel_and_watch_over_grpc(api_only: GeneratorSer
             ):
                 pass
         assert unknown_watch.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_job_whose_storage_does_not_answer_is_retried_then_fails_with_the_reason(
+    tmp_path: Path, redis_url: str
+) -> None:
+    dead_storage = f"127.0.0.1:{free_port()}"
+    async with (
+        running_generator(tmp_path, redis_url, dead_storage, job_max_attempts=2, storage_timeout_seconds=2.0) as gen,
+        open_channel(gen.address) as channel,
+    ):
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        job = (await stub.SubmitJob(jobs_pb2.SubmitJobRequest(prompt="a fox", parts=1))).job
+        events = [reply.event async for reply in stub.WatchJob(jobs_pb2.WatchJobRequest(job_id=job.job_id), timeout=90)]
+        ended = (await stub.GetJob(jobs_pb2.GetJobRequest(job_id=job.job_id))).job
+    assert ended.state == jobs_pb2.JOB_STATE_FAILED and ended.attempts == 2
+    assert ended.error.code == "retries_exhausted" and "last error" in ended.error.message
+    stages = [e.progress.stage for e in events if e.WhichOneof("payload") == "progress"]
+    assert "waiting_to_retry" in stages
+    assert events[-1].failed.error.code == "retries_exhausted"
