@@ -9,6 +9,7 @@ from dreamforge.v1 import jobs_pb2, jobs_pb2_grpc, storage_pb2, storage_pb2_grpc
 
 from services.common.grpc_client import open_channel
 from services.generator.images import image_type
+from services.generator.keys import Keys
 from tests.fakes.openai_server import FakeOpenAI
 from tests.generator.conftest import FINAL_STATES, committed_story_ids, read_asset, wait_for_job, watch_all
 from tests.support.generator import running_generator
@@ -151,3 +152,12 @@ def _openai_text(fake: FakeOpenAI) -> dict[str, Any]:
     from services.common.config import Secret
 
     return {"text_engine": "openai", "openai_api_key": Secret("test-key"), "openai_base_url": fake.base_url}
+
+
+async def test_workers_recover_when_redis_loses_the_job_stream(tmp_path: Path, redis_url: str, storage: Any) -> None:
+    async with running_generator(tmp_path, redis_url, storage.address) as gen, open_channel(gen.address) as channel:
+        await gen.redis.delete(Keys(gen.settings.redis_prefix).stream)  # the stream and its consumer group
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        job = (await stub.SubmitJob(jobs_pb2.SubmitJobRequest(prompt="a phoenix", parts=1))).job
+        done = await wait_for_job(stub, job.job_id, FINAL_STATES)
+    assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED
