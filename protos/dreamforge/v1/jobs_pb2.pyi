@@ -457,12 +457,17 @@ class ProgressEvent(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    RESTART_FIELD_NUMBER: _builtins.int
     state: Global___JobState.ValueType
     stage: _builtins.str
     progress: _builtins.int
     attempt: _builtins.int
     message: _builtins.str
     """A short human-readable line, e.g. "Drawing picture 2 of 3"."""
+    restart: _builtins.bool
+    """The story text streamed so far is discarded and written again (after an
+    unusable model answer, or when a resumed job has to rewrite its text).
+    """
     def __init__(
         self,
         *,
@@ -471,10 +476,11 @@ class ProgressEvent(_message.Message):
         progress: _builtins.int = ...,
         attempt: _builtins.int = ...,
         message: _builtins.str = ...,
+        restart: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "message", b"message", "progress", b"progress", "stage", b"stage", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "message", b"message", "progress", b"progress", "restart", b"restart", "stage", b"stage", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
