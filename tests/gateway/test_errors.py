@@ -26,6 +26,9 @@ async def test_a_wrong_method_is_405_json_with_allow(client: httpx.AsyncClient) 
     response = await client.head(f"/api/v1/jobs/{SOME_ID}/events")
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
+    response = await client.post("/static/app.js")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize(
