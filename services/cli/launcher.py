@@ -149,7 +149,7 @@ class Stack:
                     "(its last lines are above)"
                 )
             if await child.spec.is_ready():  # type: ignore[misc]
-                self._console.line("stack", f"{child.spec.name} is ready")
+                self._console.line("stack", f"{child.spec.name} is ready (pid {child.process.pid})")
                 return
             await asyncio.sleep(0.2)
         raise StackError(f"{child.spec.name} did not become healthy within {self._settings.startup_timeout:.0f}s")
@@ -216,8 +216,12 @@ async def run_stack(
             console.line("stack", str(exc))
             return 1
         try:
-            where = "given by REDIS_URL" if settings.redis_url else f"embedded, data in {settings.data_dir / 'redis'}"
-            console.line("stack", f"redis is ready ({where})")
+            if redis.process is None:
+                console.line("stack", "redis is ready (given by REDIS_URL)")
+            else:
+                console.line(
+                    "stack", f"redis is ready (pid {redis.process.pid}, data in {settings.data_dir / 'redis'})"
+                )
             stack = Stack(settings, settings.child_environment(redis.url, base_environ), console)
             code = 1
             try:

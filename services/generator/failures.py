@@ -6,6 +6,8 @@ Engines and the storage client raise these (or the shared domain errors, which
 
 from __future__ import annotations
 
+import redis.exceptions
+
 from services.common import errors
 
 
@@ -49,6 +51,6 @@ def classify(exc: BaseException) -> JobFailure:
         return TransientFailure(exc.message, code="unavailable")
     if isinstance(exc, errors.DreamForgeError):
         return PermanentFailure(exc.message, code=type(exc).__name__.lower())
-    if isinstance(exc, (OSError, TimeoutError)):
+    if isinstance(exc, (OSError, TimeoutError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return TransientFailure(f"{type(exc).__name__}: {exc}", code="unavailable")
     return PermanentFailure(f"internal error: {type(exc).__name__}", code="internal")

@@ -260,7 +260,7 @@ class StoryIndex:
         *,
         group_name: str = "DREAMFORGE",
         metrics: StorageMetrics | None = None,
-        lock_ttl_ms: int = 30_000,
+        lock_ttl_ms: int = 15_000,
         lock_wait_seconds: float = 30.0,
         compact_every: int = 64,
         compaction_lock_ttl_ms: int = 120_000,
@@ -370,26 +370,33 @@ class StoryIndex:
             return
         async with self._refresh_lock:
             published = await self._published()
-            if published is not None and published == self._synced:
+            synced = self._synced
+            if published is not None and published == synced:
                 return
             if published is None:
-                # Redis lost its data (flushed, or a new server): the store is the truth.
+                # Redis lost its data (flushed, or a new server): the store is the truth. Whatever number
+                # Redis holds afterwards, this state reflects `highest`; a difference is caught up next time.
                 state, highest = await self._load_from_store()
                 await self._redis.set(keys.index_seq(await self.group_id()), highest, nx=True)
-                self._install(state, await self._published())
+                self._install_if_unchanged(synced, state, highest)
                 return
-            synced = self._synced
             if synced is not None and synced < published <= synced + MAX_INCREMENTAL_ENTRIES:
                 entries = await self._fetch_entries(range(synced + 1, published + 1))
                 if entries is not None:
                     state = self._state.copy()
                     for entry in entries:
                         state.apply(entry)
-                    self._install(state, published)
+                    self._install_if_unchanged(synced, state, published)
                     self._metrics.index_reloads.labels("incremental").inc()
                     return
+            # `published` was read before the files were listed, so every entry up to it is in the listing.
             state, _ = await self._load_from_store()
-            self._install(state, published)
+            self._install_if_unchanged(synced, state, published)
+
+    def _install_if_unchanged(self, synced: int | None, state: IndexState, new_synced: int) -> None:
+        """Install what a refresh built, unless a commit of this replica moved the state on meanwhile."""
+        if self._synced == synced:
+            self._install(state, new_synced)
 
     async def _fetch_entries(self, seqs: Iterable[int]) -> list[Entry] | None:
         """The entries with these numbers, in order; None when one has no file (compacted away, or a gap)."""
@@ -553,15 +560,20 @@ class StoryIndex:
 
     async def _compact_in_background(self, *, force: bool) -> None:
         try:
-            await self.compact(force=force)
+            await self.compact(force=force, only_if_due=not force)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The next commit tries again; the index stays correct without compaction.
             log.exception("index compaction failed")
 
-    async def compact(self, *, force: bool = False) -> bool:
-        """Fold the published entries into a snapshot, then remove what it folds; False when nothing was done."""
+    async def compact(self, *, force: bool = False, only_if_due: bool = False) -> bool:
+        """Fold the published entries into a snapshot, then remove what it folds; False when nothing was done.
+
+        `force` writes a snapshot even at a number that has one (to store resolved legacy rows);
+        `only_if_due` skips the work unless `compact_every` entries followed the newest snapshot in
+        the store (another replica may have compacted since this one last looked).
+        """
         group_id = await self.group_id()
         lock = RedisLock(
             self._redis, keys.compaction_lock(group_id), ttl_ms=self._compaction_lock_ttl_ms, wait_seconds=0
@@ -577,6 +589,10 @@ class StoryIndex:
             state = self._state.copy()
             state.seq = published
             files = await self._index_files()
+            stored = max((seq for kind, seq, _ in files if kind == "snapshot"), default=0)
+            self._snapshot_seq = max(self._snapshot_seq, stored)
+            if only_if_due and published - stored < self.compact_every:
+                return False
             if force or not any(kind == "snapshot" and seq >= published for kind, seq, _ in files):
                 written = await self._upload_json(snapshot_name(published), state.to_json(), "index-snapshot")
                 await self._step("snapshot-uploaded")

@@ -20,7 +20,7 @@ from typing import IO
 
 import redis.asyncio
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
+from services.common.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from services.common.logs import preview
 from services.storage import keys, manifest
 from services.storage.backends.base import FileRecord, FileStore, GroupRecord
@@ -286,7 +286,7 @@ class Library:
             return None
         try:
             return await self._read_manifest(record, story_id)
-        except Exception as exc:
+        except DataLoss as exc:
             log.warning("the old manifest of %s is unreadable and will be replaced: %s", story_id, exc)
             return None
 
@@ -383,7 +383,9 @@ class Library:
                 if record is not None:
                     try:
                         return (await self._read_manifest(record, group.id)).summary()
-                    except Exception as exc:
+                    except (DataLoss, NotFound) as exc:
+                        # A broken manifest is skipped (and said); a backend failure fails the reindex instead,
+                        # so a passing outage never drops stories from the index.
                         log.error("reindex skips story %s: %s", group.id, exc)
                         return None
                 if is_legacy_group(files):

@@ -51,6 +51,7 @@ class StorageServer:
     _owned_store: FileStore | None = None
     _owns_redis: bool = False
     _health_task: asyncio.Task[None] | None = None
+    _last_problem: str | None = field(default="(not checked yet)", repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -71,11 +72,12 @@ class StorageServer:
             except Exception as exc:
                 problem = f"the {type(self.store).__name__} backend does not answer: {exc!r}"
         healthy = problem is None
-        if healthy != self.serving or problem:
+        if problem != self._last_problem:  # log changes, not every check
             if healthy:
-                log.info("dependencies answer: SERVING")
+                log.info("Redis and the %s backend answer: SERVING", self.backend)
             else:
                 log.warning("%s: NOT_SERVING", problem)
+            self._last_problem = problem
         if not self._stopped:
             self.serving = healthy
             await self.grpc.set_serving(healthy)

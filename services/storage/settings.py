@@ -36,9 +36,9 @@ class Settings:
     pinata_network: str = "public"
     pinata_api_url: str = "https://api.pinata.cloud"
     pinata_upload_url: str = "https://uploads.pinata.cloud"
-    # Index tuning (not environment settings): entries between snapshots, and the commit lock's lifetime.
+    # Index tuning: entries between snapshots, and how long a commit lock lives if its holder dies.
     index_compact_every: int = 64
-    index_lock_ttl_ms: int = 30_000
+    index_lock_ttl_ms: int = 15_000
 
     @property
     def store_dir(self) -> Path:
@@ -81,6 +81,8 @@ class Settings:
             pinata_network=env.choice("PINATA_NETWORK", "public", NETWORKS),
             pinata_api_url=env.text("PINATA_API_URL", "https://api.pinata.cloud"),
             pinata_upload_url=env.text("PINATA_UPLOAD_URL", "https://uploads.pinata.cloud"),
+            index_compact_every=env.integer("STORAGE_INDEX_COMPACT_EVERY", 64, minimum=1),
+            index_lock_ttl_ms=env.integer("STORAGE_INDEX_LOCK_TTL_MS", 15_000, minimum=100),
         )
 
     def describe(self) -> dict[str, str]:
@@ -95,6 +97,8 @@ class Settings:
             "LOG_FORMAT": self.log_format,
             "LOG_LEVEL": self.log_level,
             "PINATA_INDEX_GROUP_NAME": self.index_group_name,
+            "STORAGE_INDEX_COMPACT_EVERY": str(self.index_compact_every),
+            "STORAGE_INDEX_LOCK_TTL_MS": str(self.index_lock_ttl_ms),
         }
         if self.backend == "pinata":
             described.update(

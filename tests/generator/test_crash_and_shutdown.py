@@ -173,3 +173,19 @@ def _in_process(fake: FakeOpenAI) -> dict[str, Any]:
         "openai_api_key": Secret("test-key"),
         "openai_base_url": fake.base_url,
     }
+
+
+async def test_burst_mode_works_until_the_queue_is_empty_then_exits(
+    tmp_path: Path, redis_url: str, storage: Any, storage_stub: storage_pb2_grpc.StorageServiceAsyncStub
+) -> None:
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = JobStore(redis, Keys(), retention_seconds=3600)
+    try:
+        jobs = [(await store.submit(story_request(f"tale {n}", parts=1)))[0] for n in range(3)]
+        burst = start_generator_process(tmp_path, redis_url, storage.address, args=("--burst",), name="burst")
+        assert burst.process.wait(120) == 0, burst.log()[-2000:]
+        states = [(await store.get(job.id)).state for job in jobs]
+        assert states == [JobState.SUCCEEDED] * 3
+        assert len(await committed_story_ids(storage_stub)) == 3
+    finally:
+        await redis.aclose()
