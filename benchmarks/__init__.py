@@ -1,0 +1,1 @@
+"""DreamForge's speed and memory targets, measured on real services (`make bench`)."""
