@@ -196,7 +196,9 @@ async def create_server(
         _metrics_server=serve_metrics(settings.metrics_addr, registry, setting="GENERATOR_METRICS_ADDR"),
     )
     if grpc_server is not None:
-        handle._tasks.append(asyncio.create_task(_watch_health(grpc_server, redis, storage, handle._stopping)))
+        handle._tasks.append(
+            asyncio.create_task(_watch_health(grpc_server, redis, storage, store, metrics, handle._stopping))
+        )
     if pool is not None and start_workers:
         await pool.start()
     log.info(
@@ -210,13 +212,19 @@ async def create_server(
 
 
 async def _watch_health(
-    server: GrpcServer, redis: aioredis.Redis, storage: StorageClient, stopping: asyncio.Event
+    server: GrpcServer,
+    redis: aioredis.Redis,
+    storage: StorageClient,
+    store: JobStore,
+    metrics: GeneratorMetrics,
+    stopping: asyncio.Event,
 ) -> None:
-    """SERVING only while Redis and storage both answer."""
+    """SERVING only while Redis and storage both answer (and the queue-depth gauge kept fresh)."""
     serving: bool | None = None
     while not stopping.is_set():
         try:
             ok = bool(await redis.ping()) and await storage.healthy()
+            metrics.queue_depth.set(await store.queue_depth())
         except Exception:
             ok = False
         if ok != serving:

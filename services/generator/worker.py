@@ -171,6 +171,10 @@ class WorkerPool:
             except Exception as exc:
                 log.warning("could not read the queue (%s); retrying", exc)
                 await asyncio.sleep(1.0)
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream (restarted without its data, or flushed): make the group again.
+                    with contextlib.suppress(Exception):
+                        await self._queue.ensure_group()
                 continue
             if claim is None:
                 if burst and not await self._queue.has_work():

@@ -20,7 +20,7 @@ from services.generator.jobs import JobState, JobStore
 from services.generator.keys import Keys
 from tests.fakes.openai_server import IMAGES, FakeOpenAI
 from tests.generator.conftest import FINAL_STATES, committed_story_ids, story_request, wait_for_job
-from tests.support.generator import ROOT, running_generator, start_generator_process
+from tests.support.generator import ROOT, generator_process, running_generator, start_generator_process
 
 
 def _openai_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
@@ -49,7 +49,7 @@ async def test_a_worker_killed_mid_job_is_replaced_and_stored_pictures_are_not_d
     storage_stub: storage_pb2_grpc.StorageServiceAsyncStub,
     fake_openai: FakeOpenAI,
 ) -> None:
-    fake_openai.image_delay_seconds = 1.0
+    fake_openai.image_delay_seconds = 1.5
     env = _openai_env(fake_openai, JOB_VISIBILITY_TIMEOUT_SECONDS="2")
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys()
@@ -64,7 +64,7 @@ async def test_a_worker_killed_mid_job_is_replaced_and_stored_pictures_are_not_d
 
         await _wait_for(first_picture_stored, "the first picture to be stored")
         doomed.process.send_signal(signal.SIGKILL)
-        doomed.process.wait(10)
+        await doomed.wait(10)
         assert (await store.get(job.id)).state is JobState.RUNNING  # nobody recorded anything
 
         rescuer = start_generator_process(
@@ -106,7 +106,7 @@ async def test_sigterm_hands_a_running_job_back_when_the_grace_period_is_too_sho
 
         await _wait_for(drawing, "the worker to start drawing")
         worker.process.send_signal(signal.SIGTERM)
-        assert worker.process.wait(30) == 0, worker.log()[-2000:]
+        assert await worker.wait(30) == 0, worker.log()[-2000:]
         back = await store.get(job.id)
         assert back.state is JobState.QUEUED and back.attempts == 0, worker.log()[-2000:]
     finally:
@@ -138,7 +138,7 @@ async def test_sigterm_lets_a_running_job_finish_within_the_grace_period(
 
         await _wait_for(running, "the worker to take the job")
         worker.process.send_signal(signal.SIGTERM)
-        assert worker.process.wait(60) == 0, worker.log()[-2000:]
+        assert await worker.wait(60) == 0, worker.log()[-2000:]
         assert (await store.get(job.id)).state is JobState.SUCCEEDED
         assert (await store.get(second.id)).state is JobState.QUEUED  # no new job taken while draining
     finally:
@@ -183,9 +183,23 @@ async def test_burst_mode_works_until_the_queue_is_empty_then_exits(
     try:
         jobs = [(await store.submit(story_request(f"tale {n}", parts=1)))[0] for n in range(3)]
         burst = start_generator_process(tmp_path, redis_url, storage.address, args=("--burst",), name="burst")
-        assert burst.process.wait(120) == 0, burst.log()[-2000:]
+        assert await burst.wait(120) == 0, burst.log()[-2000:]
         states = [(await store.get(job.id)).state for job in jobs]
         assert states == [JobState.SUCCEEDED] * 3
         assert len(await committed_story_ids(storage_stub)) == 3
     finally:
         await redis.aclose()
+
+
+async def test_a_generator_process_serves_the_api_once_redis_and_storage_answer(
+    tmp_path: Path, redis_url: str, storage: Any
+) -> None:
+    async with (
+        generator_process(tmp_path, redis_url, storage.address) as process,
+        open_channel(process.address) as channel,
+    ):
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        job = (await stub.SubmitJob(jobs_pb2.SubmitJobRequest(prompt="a heron", parts=1))).job
+        done = await wait_for_job(stub, job.job_id, FINAL_STATES)
+        assert done.state == jobs_pb2.JOB_STATE_SUCCEEDED
+    assert "configuration:" in process.log() and "openai_api_key=(not set)" in process.log()

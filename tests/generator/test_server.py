@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from dreamforge.v1 import jobs_pb2, jobs_pb2_grpc
 
@@ -98,3 +101,25 @@ async def test_a_job_whose_storage_does_not_answer_is_retried_then_fails_with_th
     stages = [e.progress.stage for e in events if e.WhichOneof("payload") == "progress"]
     assert "waiting_to_retry" in stages
     assert events[-1].failed.error.code == "retries_exhausted"
+
+
+async def test_metrics_are_served_when_an_address_is_configured(tmp_path: Path, redis_url: str) -> None:
+    async with (
+        running_generator(
+            tmp_path, redis_url, f"127.0.0.1:{free_port()}", workers=False, metrics_addr="127.0.0.1:0"
+        ) as gen,
+        open_channel(gen.address) as channel,
+    ):
+        await jobs_pb2_grpc.JobServiceStub(channel).SubmitJob(jobs_pb2.SubmitJobRequest(prompt="a fox"))
+        assert gen._metrics_server is not None
+        url = f"http://127.0.0.1:{gen._metrics_server.port}/metrics"
+        deadline = time.monotonic() + 30
+        async with httpx.AsyncClient() as client:
+            while True:
+                body = (await client.get(url)).text
+                if "dreamforge_queue_depth 1.0" in body:
+                    break
+                assert time.monotonic() < deadline, body[-2000:]
+                await asyncio.sleep(0.2)
+    assert "dreamforge_jobs_submitted_total 1.0" in body
+    assert 'dreamforge_rpc_requests_total{code="OK",method="SubmitJob",service="generator"} 1.0' in body

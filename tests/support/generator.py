@@ -61,7 +61,10 @@ async def running_generator(
 ) -> AsyncIterator[GeneratorServer]:
     """An in-process generator (API + workers) on a free port; ``overrides`` are `Settings` fields
     or `create_server` keywords (``text_engine=``, ``image_engine=``, ``api=``, ``workers=``...)."""
-    server_kwargs = {k: overrides.pop(k) for k in list(overrides) if k in _SERVER_KEYWORDS}
+    # `text_engine="offline"` is a setting; `text_engine=SomeEngine()` is an engine to use.
+    server_kwargs = {
+        k: overrides.pop(k) for k in list(overrides) if k in _SERVER_KEYWORDS and not isinstance(overrides[k], str)
+    }
     settings = generator_settings(redis_url, storage_address, **overrides)
     settings = replace(settings, generator_addr="127.0.0.1:0")
     server = await create_server(settings, address="127.0.0.1:0", **server_kwargs)
@@ -82,6 +85,15 @@ class GeneratorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    async def wait(self, timeout: float) -> int:
+        """Wait for the process to exit without blocking the event loop (in-process servers keep serving)."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the generator did not exit within {timeout}s:\n{self.log()[-3000:]}")
+            await asyncio.sleep(0.05)
+        return int(self.process.returncode)
 
     def stop(self, timeout: float = 30.0) -> int:
         if self.process.poll() is None:

@@ -137,7 +137,7 @@ class Job(_message.Message):
     style: _builtins.str
     @_builtins.property
     def error(self) -> Global___JobError:
-        """Set when FAILED or CANCELLED."""
+        """Set when FAILED or CANCELLED; while QUEUED to retry, the last attempt's error."""
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...

@@ -34,6 +34,17 @@ _PLACES = [
     ("an old city of crooked towers and bridges", "city"),
     ("a misty island at the edge of the map", "island"),
 ]
+# Words in a prompt that choose the place (the first match wins; otherwise the seed chooses).
+_PLACE_CUES = {
+    "harbour": ("sea", "harbour", "harbor", "ocean", "lighthouse", "whale", "ship", "boat", "fish"),
+    "island": ("island", "pirate", "treasure"),
+    "snow": ("snow", "winter", "ice", "penguin", "polar"),
+    "mountain": ("mountain", "mine", "cave", "peak", "hill", "dragon"),
+    "desert": ("desert", "sand", "camel", "oasis"),
+    "forest": ("forest", "wood", "tree", "bear", "owl", "fox", "wolf"),
+    "meadow": ("meadow", "river", "field", "garden", "flower", "bee"),
+    "city": ("city", "town", "castle", "tower", "king", "queen", "robot"),
+}
 _COMPANIONS = [
     ("Pip", "a small grey mouse with a red scarf and round spectacles"),
     ("Odette", "a tall white heron with a blue ribbon on one leg"),
@@ -112,6 +123,14 @@ def _subject_of(prompt: str) -> _Subject:
     return _Subject(hero_noun=hero_noun, goal=goal, phrase=phrase)
 
 
+def _place_for(prompt: str, rng: random.Random) -> tuple[str, str]:
+    words = set(re.findall(r"[a-z]+", prompt.lower()))
+    for word, cues in _PLACE_CUES.items():
+        if words & set(cues):
+            return next(place for place in _PLACES if place[1] == word)
+    return rng.choice(_PLACES)
+
+
 def _base_form(verb: str) -> str:
     """``finds`` -> ``find``, ``catches`` -> ``catch``, ``flies`` -> ``fly`` (good enough for a template)."""
     lowered = verb.lower()
@@ -136,7 +155,7 @@ def compose_story(request: TextRequest) -> Story:
     hero = f"{rng.choice(_HERO_NAMES)} the {subject.hero_noun}"
     hero_look = f"a {subject.hero_noun} {rng.choice(_HERO_LOOKS)}"
     companion, companion_look = rng.choice(_COMPANIONS)
-    place, place_word = rng.choice(_PLACES)
+    place, place_word = _place_for(request.prompt, rng)
     obstacle, obstacle_word = rng.choice(_OBSTACLES)
     ending = rng.choice(_ENDINGS).format(hero=hero)
     goal = subject.goal or "find something wonderful"
@@ -189,7 +208,9 @@ def compose_story(request: TextRequest) -> Story:
     else:
         half = len(middles) // 2
         arc = [beginning, *middles[:half], turn, *middles[half:], end]
-    parts = tuple(Part(index, p.title, p.text, p.illustration_prompt) for index, p in enumerate(arc))
+    # "... at night" in the prompt: every picture is a night scene.
+    sky = ", under a night sky full of stars" if re.search(r"\bnight\b", request.prompt.lower()) else ""
+    parts = tuple(Part(index, p.title, p.text, p.illustration_prompt + sky) for index, p in enumerate(arc))
     characters = (
         Character(name=hero, description=hero_look),
         Character(name=companion, description=companion_look),

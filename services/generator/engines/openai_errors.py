@@ -67,7 +67,10 @@ def failure_from(exc: openai.OpenAIError, what: str) -> JobFailure:
         if is_content_policy(exc):
             return PermanentFailure(f"the {what} model refused the request: {detail}", code="content_policy")
         if status in (401, 403):
-            return PermanentFailure(f"the {what} model refused our credentials ({status}): {detail}", code="model_auth")
+            # The server's text may echo part of the key; say only what to check.
+            return PermanentFailure(
+                f"the {what} model server refused the API key ({status}); check OPENAI_API_KEY", code="model_auth"
+            )
         if status == 404:
             return PermanentFailure(f"the {what} model was not found: {detail}", code="model_not_found")
         return PermanentFailure(f"the {what} model rejected the request ({status}): {detail}", code="model_rejected")

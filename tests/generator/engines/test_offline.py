@@ -105,3 +105,9 @@ async def test_the_engines_say_they_are_offline_and_stream_the_document_in_piece
         stream.feed(chunk)
     story, _ = stream.finish()
     assert story == compose_story(_request())
+
+
+def test_the_prompt_chooses_the_place_and_the_time_of_day() -> None:
+    story = compose_story(_request("a lighthouse keeper who befriends a whale at night"))
+    assert "harbour" in story.parts[0].text
+    assert all(part.illustration_prompt.endswith("under a night sky full of stars") for part in story.parts)
