@@ -45,7 +45,7 @@ from typing import Any
 
 import redis.asyncio
 
-from services.common.errors import DataLoss, InvalidArgument, Unavailable
+from services.common.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from services.storage import keys
 from services.storage.backends.base import FileRecord, FileStore
 from services.storage.files import age_key, list_files, newest, our_keyvalues, read_small
@@ -65,6 +65,7 @@ MAX_ENTRY_BYTES = 1024 * 1024
 # Beyond this many missing entries one listing of the group is cheaper than fetching each by name.
 MAX_INCREMENTAL_ENTRIES = 32
 MAX_FENCED_RETRIES = 5
+MAX_LOAD_ATTEMPTS = 5
 LEGACY_RESOLVE_CONCURRENCY = 8
 
 ADD = "add"
@@ -82,6 +83,10 @@ return 0
 
 StepHook = Callable[[str], Awaitable[None]]
 Scan = Callable[[Mapping[str, str]], Awaitable[list[StorySummary]]]
+
+
+def _parsed_name(record: FileRecord) -> tuple[str, int] | None:
+    return parse_index_file_name(record.name)
 
 
 def entry_name(seq: int) -> str:
@@ -407,12 +412,16 @@ class StoryIndex:
             if not records:
                 return None
             for record in sorted(records, key=age_key):
-                entry = await self._read_entry(record)
+                try:
+                    entry = await self._read_entry(record)
+                except NotFound:
+                    return None
                 if entry is not None:
                     entries.append(entry)
         return entries
 
     async def _read_entry(self, record: FileRecord) -> Entry | None:
+        """The entry, or None when it is unreadable; NotFound when it is gone (compacted since it was listed)."""
         try:
             return Entry.from_json(json.loads(await read_small(self._store, record, limit=MAX_ENTRY_BYTES)))
         except (DataLoss, ValueError, KeyError, TypeError) as exc:
@@ -430,16 +439,32 @@ class StoryIndex:
         return found
 
     async def _load_from_store(self) -> tuple[IndexState, int]:
-        """The index from its files alone (newest readable snapshot + later entries), and the highest number seen."""
+        """The index from its files alone (newest readable snapshot + later entries), and the highest number seen.
+
+        Listing and reading are not one atomic step: a compaction elsewhere may write a snapshot and
+        delete the entries it folds in between. It writes the snapshot first, so a listing taken after
+        the reads shows a newer snapshot whenever that happened, and the load starts again from it.
+        """
         group_id = await self.group_id()
-        records = await list_files(self._store, group_id)
+        for _attempt in range(MAX_LOAD_ATTEMPTS):
+            records = await list_files(self._store, group_id)
+            state, base, highest = await self._fold_listing(records)
+            again = await list_files(self._store, group_id)
+            if not any(p[0] == "snapshot" and p[1] > base for p in map(_parsed_name, again) if p is not None):
+                break
+            log.info("the index was compacted while it was being read; reading it again")
+        await self._resolve_legacy(state, newest(r for r in records if r.name == INDEX_TXT))
+        self._metrics.index_reloads.labels("full").inc()
+        return state, highest
+
+    async def _fold_listing(self, records: list[FileRecord]) -> tuple[IndexState, int, int]:
+        """The state the listed files hold, the snapshot number it starts from, and the highest number listed."""
         snapshots: list[tuple[int, FileRecord]] = []
         entries: list[tuple[int, FileRecord]] = []
         for record in records:
             parsed = parse_index_file_name(record.name)
-            if parsed is None:
-                continue
-            (snapshots if parsed[0] == "snapshot" else entries).append((parsed[1], record))
+            if parsed is not None:
+                (snapshots if parsed[0] == "snapshot" else entries).append((parsed[1], record))
         state: IndexState | None = None
         for seq, record in sorted(snapshots, key=lambda item: (item[0], age_key(item[1])), reverse=True):
             try:
@@ -447,20 +472,22 @@ class StoryIndex:
                 state = IndexState.from_json(json.loads(data))
                 self._snapshot_seq = max(self._snapshot_seq, seq)
                 break
+            except NotFound:
+                continue  # superseded and removed since the listing: the caller's second look will see why
             except (DataLoss, ValueError, KeyError, TypeError) as exc:
                 log.error("index snapshot %s is unreadable, trying an older one: %s", record.name, exc)
         if state is None:
             state = IndexState()
         base = state.seq
         for _seq, record in sorted((e for e in entries if e[0] > base), key=lambda item: (item[0], age_key(item[1]))):
-            entry = await self._read_entry(record)
+            try:
+                entry = await self._read_entry(record)
+            except NotFound:
+                continue  # compacted away since the listing: the caller's second look sees the snapshot
             if entry is not None:
                 state.apply(entry)
-        legacy_file = newest(r for r in records if r.name == INDEX_TXT)
-        await self._resolve_legacy(state, legacy_file)
         highest = max((seq for seq, _ in (*snapshots, *entries)), default=0)
-        self._metrics.index_reloads.labels("full").inc()
-        return state, max(highest, state.seq)
+        return state, base, max(highest, state.seq)
 
     async def _resolve_legacy(self, state: IndexState, record: FileRecord | None) -> None:
         """Fill `state.legacy` from index.txt; only lines not resolved before cost a look at their group."""
@@ -572,7 +599,8 @@ class StoryIndex:
 
         `force` writes a snapshot even at a number that has one (to store resolved legacy rows);
         `only_if_due` skips the work unless `compact_every` entries followed the newest snapshot in
-        the store (another replica may have compacted since this one last looked).
+        the store (another replica may have compacted since this one last looked) or files that
+        snapshot folds are still there.
         """
         group_id = await self.group_id()
         lock = RedisLock(
@@ -591,7 +619,9 @@ class StoryIndex:
             files = await self._index_files()
             stored = max((seq for kind, seq, _ in files if kind == "snapshot"), default=0)
             self._snapshot_seq = max(self._snapshot_seq, stored)
-            if only_if_due and published - stored < self.compact_every:
+            # Files a snapshot already folds are left over from a compaction that failed half-way.
+            leftovers = any(seq < stored or (kind == "entry" and seq == stored) for kind, seq, _ in files)
+            if only_if_due and published - stored < self.compact_every and not leftovers:
                 return False
             if force or not any(kind == "snapshot" and seq >= published for kind, seq, _ in files):
                 written = await self._upload_json(snapshot_name(published), state.to_json(), "index-snapshot")

@@ -208,7 +208,12 @@ class Library:
         """
         for other in listed:
             if other.name == record.name and age_key(other) < age_key(record):
-                await self._store.delete_file(other)  # already gone is fine
+                try:
+                    await self._store.delete_file(other)  # already gone is fine
+                except Exception as exc:
+                    # The new file is in place and wins on every read, so the call succeeded; the old one
+                    # stays until the name is written again.
+                    log.warning("could not remove the replaced %s of %s: %s", other.name, other.group_id, exc)
 
     # -- commit ---------------------------------------------------------------------------------
 
@@ -236,8 +241,8 @@ class Library:
             }
         )
         if previous is not None and manifest.same_content(previous, final):
-            if await self.index.get(story_id) is None:
-                # A crash came between the manifest and the index entry last time: finish the job.
+            if await self.index.get(story_id) != previous.summary():
+                # The last attempt stopped between the manifest and the index entry: finish the job.
                 await self.index.add(previous.summary())
             return previous
         data = manifest.encode(final)
@@ -250,8 +255,8 @@ class Library:
             keyvalues=our_keyvalues("manifest"),
         )
         await self._step("manifest-uploaded")
-        await self._remove_older(record, files)
         await self.index.add(final.summary())
+        await self._remove_older(record, files)
         log.info("committed %s %r (%d parts)", story_id, preview(final.title), len(parts))
         return final
 

@@ -7,6 +7,7 @@ lock is then released, as it would be by expiry after a real crash).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import redis.asyncio
 from services.common.errors import InvalidArgument, Unavailable
 from services.common.ids import new_id
 from services.storage import keys
-from services.storage.backends.base import FileStore
+from services.storage.backends.base import FileRecord, FileStore
 from services.storage.backends.local import LocalFileStore
 from services.storage.files import list_files
 from services.storage.index import (
@@ -346,6 +347,37 @@ async def test_a_crash_between_snapshot_and_cleanup_leaves_a_correct_index(
     assert await _index(local, redis_client).compact(force=True) is True
     assert await _index_files(local, index) == [("snapshot", 3)]
     assert await _ids(_index(local, redis_client)) == [kept.story_id]
+
+
+class _CompactsDuringFirstEntryRead(InstrumentedFileStore):
+    """The real local store; the first time an index entry is read, another replica compacts first."""
+
+    def __init__(self, inner: LocalFileStore, compactor: StoryIndex) -> None:
+        super().__init__(inner, StorageMetrics(), "local")
+        self._compactor: StoryIndex | None = compactor
+
+    async def _read_after_compaction(self, file: FileRecord, offset: int, length: int | None) -> AsyncIterator[bytes]:
+        if self._compactor is not None and file.name.startswith("index-entry-"):
+            compactor, self._compactor = self._compactor, None
+            assert await compactor.compact() is True
+        async for chunk in self.inner.read(file, offset=offset, length=length):
+            yield chunk
+
+    def read(self, file: FileRecord, *, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self._read_after_compaction(file, offset, length)
+
+
+async def test_a_replica_loading_while_another_compacts_still_sees_every_story(
+    local: LocalFileStore, redis_client: redis.asyncio.Redis
+) -> None:
+    writer = _index(local, redis_client, compact_every=NO_COMPACTION)
+    stories = [_story(f"s{n}") for n in range(4)]
+    for story in stories:
+        await writer.add(story)
+    # The reader lists entries 1-4, then they are folded into a snapshot and deleted before it reads them.
+    reader = _index(_CompactsDuringFirstEntryRead(local, writer), redis_client)
+    assert sorted(await _ids(reader)) == sorted(s.story_id for s in stories)
+    assert await _index_files(local, writer) == [("snapshot", 4)]
 
 
 async def test_the_highest_readable_snapshot_wins(local: LocalFileStore, redis_client: redis.asyncio.Redis) -> None:

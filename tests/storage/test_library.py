@@ -117,3 +117,18 @@ async def test_committing_over_a_broken_manifest_replaces_it(
     committed = await library.commit_story(story_id, manifest)
     assert await library.get_story(story_id) == committed
     assert len(await list_files(local, story_id, name="story.json")) == 1
+
+
+async def test_a_retitle_interrupted_before_its_index_entry_is_finished_by_the_retry(
+    local: LocalFileStore, redis_client: redis.asyncio.Redis
+) -> None:
+    library = _library(local, redis_client)
+    story_id, manifest = await _draft_with_text(library, "Working title")
+    await library.commit_story(story_id, manifest)
+    retitled = Manifest(**{**{k: getattr(manifest, k) for k in manifest.__dataclass_fields__}, "title": "Final"})
+    with pytest.raises(Crash):
+        await _library(local, redis_client, crash="manifest-uploaded").commit_story(story_id, retitled)
+    assert [s.title for s in (await library.list_stories(10, "", ""))[0]] == ["Working title"]
+    await library.commit_story(story_id, retitled)  # the retry finds its manifest stored, and lists the new title
+    assert [s.title for s in (await library.list_stories(10, "", ""))[0]] == ["Final"]
+    assert (await library.get_story(story_id)).title == "Final"

@@ -25,26 +25,34 @@ from tests.support.storage import (
     storage_process,
 )
 
-# Small numbers so these runs cross compaction and a dead holder's lock frees quickly.
+# Small numbers so these runs cross compaction, and a killed holder's lock frees quickly. (With two live
+# processes a short lock only costs fenced retries, which a loaded machine could run out of: 10 s there.)
 TUNING = {"STORAGE_INDEX_COMPACT_EVERY": "7", "STORAGE_INDEX_LOCK_TTL_MS": "1500"}
+SHARED = {**TUNING, "STORAGE_INDEX_LOCK_TTL_MS": "10000"}
 
 
 async def test_two_storage_processes_committing_at_once_list_every_story_once(tmp_path: Path, redis_url: str) -> None:
     data_dir = tmp_path / "data"
     async with (
-        storage_process(data_dir, redis_url, env=TUNING) as first,
-        storage_process(data_dir, redis_url, env=TUNING) as second,
+        storage_process(data_dir, redis_url, env=SHARED) as first,
+        storage_process(data_dir, redis_url, env=SHARED) as second,
         open_channel(first.address, default_timeout=60) as channel_a,
         open_channel(second.address, default_timeout=60) as channel_b,
     ):
         stubs = [storage_pb2_grpc.StorageServiceStub(channel_a), storage_pb2_grpc.StorageServiceStub(channel_b)]
-        committed = await asyncio.gather(*(make_story(stubs[n % 2], f"Story {n}", parts=1) for n in range(50)))
+        try:
+            committed = await asyncio.gather(*(make_story(stubs[n % 2], f"Story {n}", parts=1) for n in range(50)))
+        except grpc.aio.AioRpcError as exc:
+            raise AssertionError(
+                f"a commit failed: {exc.code().name} {exc.details()}\n"
+                f"first log:\n{first.log()[-3000:]}\nsecond log:\n{second.log()[-3000:]}"
+            ) from exc
         expected = sorted(m.story_id for m in committed)
         for stub in stubs:
             listed = [s.story_id for s in await list_all(stub)]
             assert sorted(listed) == expected  # every story, each once, on both replicas
     # A third reader starting from the files alone agrees.
-    async with storage_process(data_dir, redis_url, env=TUNING) as third, open_channel(third.address) as channel:
+    async with storage_process(data_dir, redis_url, env=SHARED) as third, open_channel(third.address) as channel:
         listed = [s.story_id for s in await list_all(storage_pb2_grpc.StorageServiceStub(channel))]
         assert sorted(listed) == expected
 
