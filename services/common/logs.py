@@ -83,7 +83,7 @@ def configure_logging(service: str, *, fmt: str = "text", level: str = "INFO", s
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries that log every request at INFO would drown ours and could leak payloads.
-    for noisy in ("httpx", "httpcore", "openai", "grpc", "asyncio"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "grpc", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -82,9 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return check(settings)
     configure_logging("generator", fmt=settings.log_format, level=settings.log_level)
-    # The openai client's HTTP library logs every request at INFO.
-    for noisy in ("httpx2", "httpcore2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings.log_resolved()
     if args.burst:
         asyncio.run(_burst(settings))
