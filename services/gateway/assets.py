@@ -162,9 +162,10 @@ async def asset_response(
     """The answer to GET or HEAD for one file, honouring If-None-Match, Range and If-Range."""
     range_header = request.headers.get("range", "")
     if_none_match = request.headers.get("if-none-match", "")
-    if request.method == "HEAD" or range_header:
+    call: AssetCall | None = None
+    if request.method == "HEAD" or range_header or if_none_match:
+        # These may need no bytes, or other bytes than the whole file: ask for the info alone first.
         info = await asset_info(backends, story_id, name)
-        call = None
     else:
         call, info = await _open(backends, settings, story_id, name)
     headers = _base_headers(info)

@@ -135,7 +135,11 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     }.get(exc.status_code, exc.detail)
     if exc.status_code in (204, 304):
         return Response(status_code=exc.status_code, headers=exc.headers)
-    return error_response(ApiError(exc.status_code, code, str(message), headers=exc.headers), request.url.path)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Routes say what they allow; the static files (GET and HEAD only) do not.
+        headers.setdefault("Allow", "GET, HEAD")
+    return error_response(ApiError(exc.status_code, code, str(message), headers=headers), request.url.path)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import request_id_var
-from services.gateway.errors import ApiError, error_body
+from services.gateway.errors import ApiError, error_body, is_legacy_path
 from services.gateway.metrics import HttpMetrics, route_template
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class RequestContextMiddleware:
         try:
             declared = headers.get("content-length", "")
             if declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._send_json(send_with_headers, payload_too_large(self.max_body_bytes))
+                await self._send_json(send_with_headers, payload_too_large(self.max_body_bytes), scope["path"])
             else:
                 await self.app(scope, limited_receive, send_with_headers)
         except Exception:
@@ -105,6 +105,7 @@ class RequestContextMiddleware:
             await self._send_json(
                 send_with_headers,
                 ApiError(500, "internal", f"internal error (request id {request_id})"),
+                scope["path"],
             )
         finally:
             elapsed = time.monotonic() - started
@@ -114,8 +115,11 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
     @staticmethod
-    async def _send_json(send: Send, error: ApiError) -> None:
-        body = json.dumps(error_body(error.code, error.message)).encode()
+    async def _send_json(send: Send, error: ApiError, path: str) -> None:
+        payload = error_body(error.code, error.message)
+        if is_legacy_path(path):
+            payload["message"] = error.message  # the original app's shape, as in errors.error_response
+        body = json.dumps(payload).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
         if error.status == 413:

@@ -225,6 +225,8 @@ async def test_deleting_a_story_removes_it_from_the_library(api: httpx.AsyncClie
     assert response.status_code == 204
     assert response.content == b""
     assert_error(await api.get(f"/api/v1/stories/{story_id}"), 404, "not_found")
+    assert_error(await api.get(f"/api/v1/stories/{story_id}/assets/image_0"), 404, "not_found")
+    assert_error(await api.get(f"/api/stories/{story_id}/text_0"), 404, "not_found")
     listed = (await api.get("/api/v1/stories")).json()["stories"]
     assert story_id not in [s["id"] for s in listed]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import grpc
 import httpx
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from services.common import errors as domain
 from services.gateway.errors import HTTP_BY_GRPC, api_error_from_domain, is_legacy_path
 from tests.gateway.test_inputs import SOME_ID, assert_error
+from tests.support.gateway import running_gateway
 
 
 async def test_an_unknown_route_is_404_json(client: httpx.AsyncClient) -> None:
@@ -26,6 +29,9 @@ async def test_a_wrong_method_is_405_json_with_allow(client: httpx.AsyncClient) 
     response = await client.head(f"/api/v1/jobs/{SOME_ID}/events")
     assert response.status_code == 405
     assert response.headers["allow"] == "GET"
+    response = await client.post("/static/app.js")
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize(
@@ -86,3 +92,21 @@ def test_only_the_original_routes_count_as_legacy() -> None:
     assert is_legacy_path("/api/jobs/1")
     assert not is_legacy_path("/api/v1/stories")
     assert not is_legacy_path("/healthz")
+
+
+async def test_a_backend_that_accepts_but_never_answers_gives_504_at_the_deadline() -> None:
+    # A socket that listens and never speaks: the call can only end by its deadline.
+    silent = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    address = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        async with (
+            running_gateway(address, address, rpc_timeout=0.5, health_timeout=0.5) as gateway,
+            httpx.AsyncClient(base_url=gateway.url, timeout=60) as http,
+        ):
+            assert_error(await http.get(f"/api/v1/stories/{SOME_ID}"), 504, "deadline_exceeded")
+            assert_error(await http.get(f"/api/v1/stories/{SOME_ID}/assets/image_0"), 504, "deadline_exceeded")
+            assert_error(await http.get("/readyz"), 503, "unavailable", "storage and generator are down")
+    finally:
+        silent.close()

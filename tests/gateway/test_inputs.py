@@ -146,3 +146,13 @@ async def test_a_malformed_last_event_id_is_400(client: httpx.AsyncClient) -> No
 async def test_a_malformed_idempotency_key_is_400(client: httpx.AsyncClient, key: str) -> None:
     response = await client.post(STORY, json={"prompt": "a bear"}, headers={"Idempotency-Key": key})
     assert_error(response, 400, "invalid_argument", "Idempotency-Key: ")
+
+
+async def test_the_original_routes_refuse_bad_bodies_in_their_own_shape_too(client: httpx.AsyncClient) -> None:
+    too_large = await client.post("/api/stories", json={"prompt": "x" * (70 * 1024)})
+    assert_error(too_large, 413, "payload_too_large")
+    assert too_large.json()["message"] == too_large.json()["error"]["message"]
+    empty = await client.post("/api/jobs", json={"prompt": " "})
+    assert_error(empty, 400, "invalid_argument", "prompt: ")
+    assert empty.json()["message"].startswith("prompt: ")
+    assert_error(await client.post("/api/jobs", content=b"prompt=x"), 415, "unsupported_media_type")

@@ -8,6 +8,7 @@ import httpx
 
 from tests.gateway.test_inputs import SOME_ID, assert_error
 from tests.support.gateway import running_gateway
+from tests.support.storage import running_storage
 
 
 async def test_healthz_answers_without_backends(client: httpx.AsyncClient) -> None:
@@ -39,8 +40,6 @@ async def test_metrics_count_requests_by_route_template_and_status(client: httpx
 
 
 async def test_readyz_names_only_the_backend_that_is_down(tmp_path: Path, redis_url: str) -> None:
-    from tests.support.storage import running_storage
-
     async with (
         running_storage(tmp_path, redis_url) as storage,
         running_gateway(storage.address, None) as gateway,

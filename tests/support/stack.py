@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
+from services.generator.server import GeneratorServer
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.generator import running_generator
+from tests.support.storage import RunningStorage, running_storage
 
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -20,17 +22,10 @@ FINISHED = ("succeeded", "failed", "cancelled")
 @dataclass
 class Stack:
     gateway: RunningGateway
-    storage: Any
-    generator: Any
+    storage: RunningStorage
+    generator: GeneratorServer
     storage_address: str
     generator_address: str
-
-
-def _address(handle: Any) -> str:
-    address = getattr(handle, "address", None)
-    if isinstance(address, str):
-        return address
-    return f"127.0.0.1:{handle.port}"
 
 
 @contextlib.asynccontextmanager
@@ -38,18 +33,12 @@ async def running_stack(
     tmp_path: Path, redis_url: str, *, generator_overrides: dict[str, Any] | None = None, **gateway_overrides: Any
 ) -> AsyncIterator[Stack]:
     """The whole system; ``generator_overrides`` go to `running_generator` (e.g. ``workers=0``: jobs stay queued)."""
-    storage_support = pytest.importorskip(
-        "tests.support.storage", reason="the storage service's test helper (branch storage) is not merged yet"
-    )
-    generator_support = pytest.importorskip(
-        "tests.support.generator", reason="the generator's test helper (branch generator) is not merged yet"
-    )
-    async with storage_support.running_storage(tmp_path / "storage", redis_url) as storage:
-        storage_address = _address(storage)
-        async with generator_support.running_generator(
+    async with running_storage(tmp_path / "storage", redis_url) as storage:
+        storage_address = storage.address
+        async with running_generator(
             tmp_path / "generator", redis_url, storage_address, **(generator_overrides or {})
         ) as generator:
-            generator_address = _address(generator)
+            generator_address = generator.address
             async with running_gateway(storage_address, generator_address, **gateway_overrides) as gateway:
                 yield Stack(gateway, storage, generator, storage_address, generator_address)
 

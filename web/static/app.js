@@ -427,11 +427,8 @@ async function refreshJob(jobId) {
     const job = await api("GET", "/jobs/" + jobId);
     if (watch.jobId !== jobId) return;
     setProgress(job.progress, describeStage(job));
-    if (job.state === "succeeded" || job.state === "failed" || job.state === "cancelled") {
-      // Replay the whole stream once so the finished story's text and pictures show here too.
-      if (!watch.source) connect(jobId);
-      return;
-    }
+    // The stream replays what happened so far (or what came after the last event we saw), so a
+    // finished job's text and pictures show here too, and a reconnect misses nothing.
     connect(jobId);
   } catch (error) {
     if (watch.jobId !== jobId) return;
