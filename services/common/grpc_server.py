@@ -87,7 +87,8 @@ class _CallTracker:
             self.code = status_code_for(exc)
             log.info("%s failed: %s %s", self.method, self.code.name, exc.message)
             await context.abort(self.code, exc.message)
-        if isinstance(exc, asyncio.CancelledError):
+        # A client that cancels or walks away: the task is cancelled, or a stream is closed at its `yield`.
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
             self.code = grpc.StatusCode.CANCELLED
             raise exc
         if isinstance(exc, grpc.aio.AbortError) or type(exc).__name__ == "AbortError":
@@ -139,12 +140,17 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 request_id_var.set(request_id)
                 call = _CallTracker(method, request_id, metrics)
+                stream = behavior(request, context)
                 try:
-                    async for response in behavior(request, context):
+                    async for response in stream:
                         yield response
                 except BaseException as exc:
                     await call.fail(exc, context)
                 finally:
+                    # A client that walks away must not leave the handler's files open until GC.
+                    close = getattr(stream, "aclose", None)
+                    if close is not None:
+                        await close()
                     call.finish()
 
             return wrapped

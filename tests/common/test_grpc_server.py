@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -20,6 +21,11 @@ SERVICE = "dreamforge.v1.StorageService"
 
 
 class _Servicer(storage_pb2_grpc.StorageServiceServicer):
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stream_closed = asyncio.Event()
+        self.recorded_when_closed: float | None = None
+
     async def GetStory(self, request: storage_pb2.GetStoryRequest, context: object) -> storage_pb2.GetStoryResponse:
         if request.story_id == "missing":
             raise errors.NotFound("story 'missing' does not exist")
@@ -31,16 +37,34 @@ class _Servicer(storage_pb2_grpc.StorageServiceServicer):
     async def GetAsset(
         self, request: storage_pb2.GetAssetRequest, context: object
     ) -> AsyncIterator[storage_pb2.GetAssetResponse]:
+        if request.name == "endless":
+            try:
+                while True:  # no await of its own: it waits only inside the server's send
+                    yield storage_pb2.GetAssetResponse(chunk=b"x" * 65536)
+            finally:
+                self.recorded_when_closed = _cancelled_calls(self.registry)
+                self.stream_closed.set()
         yield storage_pb2.GetAssetResponse(chunk=b"first")
         raise errors.InvalidArgument("asset name must not contain '/'")
 
 
+def _cancelled_calls(registry: CollectorRegistry) -> float | None:
+    return registry.get_sample_value(
+        "dreamforge_rpc_requests_total", {"service": "storage", "method": "GetAsset", "code": "CANCELLED"}
+    )
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[GrpcServer, CollectorRegistry]]:
-    registry = CollectorRegistry()
+def servicer() -> _Servicer:
+    return _Servicer()  # type: ignore[abstract]
+
+
+@pytest.fixture
+async def server(servicer: _Servicer) -> AsyncIterator[tuple[GrpcServer, CollectorRegistry]]:
+    registry = servicer.registry
     handle = await start_grpc_server(
         "127.0.0.1:0",
-        lambda s: storage_pb2_grpc.add_StorageServiceServicer_to_server(_Servicer(), s),  # type: ignore[abstract]
+        lambda s: storage_pb2_grpc.add_StorageServiceServicer_to_server(servicer, s),
         [SERVICE],
         metrics=RpcMetrics(registry, "storage"),
     )
@@ -124,3 +148,25 @@ async def test_reflection_lists_the_service(server: tuple[GrpcServer, CollectorR
             break
     assert SERVICE in names
     assert "grpc.health.v1.Health" in names
+
+
+async def test_a_stream_the_client_abandons_is_closed_at_once_and_counted_as_cancelled(
+    server: tuple[GrpcServer, CollectorRegistry], servicer: _Servicer
+) -> None:
+    handle, registry = server
+    async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+        call = storage_pb2_grpc.StorageServiceStub(channel).GetAsset(
+            storage_pb2.GetAssetRequest(story_id="s", name="endless")
+        )
+        async for _ in call:
+            break
+        call.cancel()
+        await asyncio.wait_for(servicer.stream_closed.wait(), 30)
+    # The handler was closed while the call ended (its files with it), not later by the garbage collector...
+    assert servicer.recorded_when_closed is None
+    # ...and a client going away is not a server crash.
+    for _ in range(100):
+        if _cancelled_calls(registry) == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert _cancelled_calls(registry) == 1
