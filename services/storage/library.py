@@ -160,6 +160,13 @@ class Library:
                 content_type=content_type,
                 keyvalues=our_keyvalues("asset"),
             )
+        await self._step("asset-uploaded")
+        try:
+            await self._story_group(story_id)
+        except NotFound:
+            # DeleteStory ran while the bytes were arriving: the file went into a group that is gone.
+            await self._store.delete_file(record)
+            raise NotFound(f"story {story_id} was deleted while {name!r} was being stored") from None
         await self._remove_older(record, files)
         log.info("stored %s/%s (%d bytes, %s)", story_id, name, size, record.cid)
         return AssetRef.of(record)

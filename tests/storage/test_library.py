@@ -132,3 +132,21 @@ async def test_a_retitle_interrupted_before_its_index_entry_is_finished_by_the_r
     await library.commit_story(story_id, retitled)  # the retry finds its manifest stored, and lists the new title
     assert [s.title for s in (await library.list_stories(10, "", ""))[0]] == ["Final"]
     assert (await library.get_story(story_id)).title == "Final"
+
+
+async def test_an_asset_stored_while_its_draft_is_deleted_is_refused_and_unreadable(
+    local: LocalFileStore, redis_client: redis.asyncio.Redis
+) -> None:
+    library = _library(local, redis_client)
+    story_id, _ = await library.create_story("Cancelled job")
+
+    async def delete_meanwhile(step: str) -> None:
+        if step == "asset-uploaded":
+            await library.delete_story(story_id)
+
+    racing = Library(local, StoryIndex(local, redis_client), redis_client, on_step=delete_meanwhile)
+    with pytest.raises(NotFound, match="was deleted while 'image_0' was being stored"):
+        await racing.put_asset(story_id, "image_0", "image/png", _chunks(b"late picture"))
+    with pytest.raises(NotFound):
+        await library.open_asset(story_id, "image_0")
+    assert list((local.root / "refs").iterdir()) == []  # its bytes went too

@@ -218,8 +218,10 @@ class LocalFileStore:
                 yield record
 
     def _group_files(self, group_id: str) -> list[FileRecord]:
-        if not is_id(group_id):
-            return []  # as Pinata's list answers: no such group, no files
+        if not is_id(group_id) or not self._group_path(group_id).exists():
+            # As on Pinata: no such group, no files; a deleted group's files no longer list under it
+            # (not even one whose upload raced with the deletion).
+            return []
         records = []
         for path in (self._files / group_id).glob("*.json"):
             try:

@@ -198,3 +198,10 @@ async def test_check_fails_when_the_directory_is_not_writable(tmp_path: Path) ->
     (tmp_path / "store" / "groups").rename(tmp_path / "moved")
     with pytest.raises(Unavailable, match="missing or not writable"):
         await store.check()
+
+
+async def test_a_deleted_groups_files_no_longer_list_under_it(local: LocalFileStore) -> None:
+    group = await local.create_group("story")
+    await local.upload(group.id, "x", io.BytesIO(b"x"), size=1, content_type="text/plain")
+    await local.delete_group(group.id)
+    assert await list_files(local, group.id) == []
