@@ -270,6 +270,11 @@ class JobStore:
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel at once when queued; ask the worker to stop at its next step when running."""
+        job, _ = await self.cancel_with_outcome(job_id)
+        return job
+
+    async def cancel_with_outcome(self, job_id: str) -> tuple[Job, bool]:
+        """Like `cancel`; the flag is True when the job ended here (it was queued), False when a worker will end it."""
         job = await self.get(job_id)
         failed = events.encode(
             events.FAILED, {"state": JobState.CANCELLED.value, "code": "cancelled", "message": CANCEL_MESSAGE}
@@ -297,7 +302,7 @@ class JobStore:
             raise NotFound(f"job {job_id} does not exist (or has expired)")
         if outcome in (JobState.SUCCEEDED.value, JobState.FAILED.value, JobState.CANCELLED.value):
             raise FailedPrecondition(f"job {job_id} has already finished ({outcome}); it cannot be cancelled")
-        return await self.get(job.id)
+        return await self.get(job.id), outcome == "now_cancelled"
 
     async def dead_letters(self, limit: int = 100) -> list[str]:
         """Ids of failed jobs, newest first."""

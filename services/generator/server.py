@@ -134,7 +134,12 @@ async def create_server(
     event_log = EventLog(redis, keys)
     storage = StorageClient(storage_channel, timeout=settings.storage_timeout_seconds)
     service = JobService(
-        store, event_log, metrics, default_parts=settings.story_parts, default_style=settings.image_style
+        store,
+        event_log,
+        metrics,
+        default_parts=settings.story_parts,
+        default_style=settings.image_style,
+        delete_draft=storage.delete_story,
     )
 
     pool: WorkerPool | None = None

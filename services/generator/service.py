@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from services.common.logs import preview
 from services.generator.events import Event, EventLog
@@ -16,9 +16,17 @@ log = logging.getLogger(__name__)
 
 class JobService:
     def __init__(
-        self, store: JobStore, events: EventLog, metrics: GeneratorMetrics, *, default_parts: int, default_style: str
+        self,
+        store: JobStore,
+        events: EventLog,
+        metrics: GeneratorMetrics,
+        *,
+        default_parts: int,
+        default_style: str,
+        delete_draft: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        self._delete_draft = delete_draft
         self._events = events
         self._metrics = metrics
         self._default_parts = default_parts
@@ -42,9 +50,15 @@ class JobService:
         return await self._store.list_jobs(state, page_size, page_token)
 
     async def cancel(self, job_id: str) -> Job:
-        job = await self._store.cancel(job_id)
+        job, ended_here = await self._store.cancel_with_outcome(job_id)
         if job.state is JobState.CANCELLED:
             self._metrics.jobs_finished.labels(JobState.CANCELLED.value).inc()
+        if ended_here and job.story_id and self._delete_draft is not None:
+            # A job waiting for a retry may hold a draft; no worker will see this job again.
+            try:
+                await self._delete_draft(job.story_id)
+            except Exception as exc:  # best effort: the draft is unlisted either way
+                log.info("could not delete draft %s of cancelled job %s: %s", job.story_id, job.id, exc)
         return job
 
     def watch(self, job_id: str, after_event_id: str) -> AsyncIterator[Event]:

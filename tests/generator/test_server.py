@@ -6,16 +6,19 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 import pytest
-from dreamforge.v1 import jobs_pb2, jobs_pb2_grpc
+import redis.asyncio
+from dreamforge.v1 import jobs_pb2, jobs_pb2_grpc, storage_pb2, storage_pb2_grpc
 
 from services.common.grpc_client import check_health, open_channel
 from services.common.redis_server import free_port
+from services.generator.keys import Keys
 from services.generator.server import GeneratorServer
-from tests.support.generator import running_generator
+from tests.support.generator import generator_settings, running_generator
 
 
 @pytest.fixture
@@ -123,3 +126,30 @@ async def test_metrics_are_served_when_an_address_is_configured(tmp_path: Path, 
                 await asyncio.sleep(0.2)
     assert "dreamforge_jobs_submitted_total 1.0" in body
     assert 'dreamforge_rpc_requests_total{code="OK",method="SubmitJob",service="generator"} 1.0' in body
+
+
+async def test_cancelling_a_job_that_waits_for_a_retry_deletes_its_draft(
+    tmp_path: Path, redis_url: str, storage: Any, storage_stub: storage_pb2_grpc.StorageServiceAsyncStub
+) -> None:
+    async with (
+        running_generator(tmp_path, redis_url, storage.address, workers=False) as server,
+        open_channel(server.address) as channel,
+    ):
+        stub = jobs_pb2_grpc.JobServiceStub(channel)
+        job = (await stub.SubmitJob(jobs_pb2.SubmitJobRequest(prompt="a fox who learns to sing"))).job
+        # What an attempt that wrote a draft, then hit a transient error, leaves behind: a queued job
+        # holding the draft's id.
+        draft = await storage_stub.CreateStory(storage_pb2.CreateStoryRequest(title="The Fox", client_token=job.job_id))
+        redis_client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            await redis_client.hset(Keys(generator_settings(redis_url, storage.address).redis_prefix).job(job.job_id),
+                                    "story_id", draft.story_id)  # fmt: skip
+        finally:
+            await redis_client.aclose()
+
+        cancelled = (await stub.CancelJob(jobs_pb2.CancelJobRequest(job_id=job.job_id))).job
+
+    assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await storage_stub.ListAssets(storage_pb2.ListAssetsRequest(story_id=draft.story_id))
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
