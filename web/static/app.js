@@ -174,7 +174,7 @@ function showHome() {
 
 function storyCard(story) {
   const cover = story.cover_url
-    ? el("img", { class: "cover", src: story.cover_url, alt: "", loading: "lazy", width: 300, height: 300 })
+    ? el("img", { class: "cover", src: story.cover_url, alt: "", loading: "lazy", width: 300, height: 225 })
     : el("span", { class: "cover empty", "aria-hidden": "true", text: "✶" });
   const link = el(
     "a",
