@@ -8,8 +8,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.grpc_server import MAX_MESSAGE_BYTES, REQUEST_ID_HEADER
-from services.common.logs import request_id_var
+from services.common.grpc_server import JOB_ID_HEADER, MAX_MESSAGE_BYTES, REQUEST_ID_HEADER
+from services.common.logs import job_id_var, request_id_var
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -27,6 +27,9 @@ def _with_context(details: grpc.aio.ClientCallDetails, default_timeout: float | 
     request_id = request_id_var.get()
     if request_id and REQUEST_ID_HEADER not in metadata:
         metadata.add(REQUEST_ID_HEADER, request_id)
+    job_id = job_id_var.get()
+    if job_id and JOB_ID_HEADER not in metadata:
+        metadata.add(JOB_ID_HEADER, job_id)
     timeout = details.timeout if details.timeout is not None else default_timeout
     return grpc.aio.ClientCallDetails(
         method=details.method,

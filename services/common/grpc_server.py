@@ -24,11 +24,12 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.errors import DreamForgeError
 from services.common.grpc_errors import status_code_for
-from services.common.logs import request_id_var
+from services.common.logs import job_id_var, request_id_var
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "x-request-id"
+JOB_ID_HEADER = "x-job-id"
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -64,11 +65,15 @@ class RpcMetrics:
         self.latency.labels(self._service, method).observe(seconds)
 
 
-def _request_id_from(details: grpc.HandlerCallDetails) -> str:
+def _metadata_value(details: grpc.HandlerCallDetails, header: str) -> str | None:
     for key, value in details.invocation_metadata or ():
-        if key == REQUEST_ID_HEADER and isinstance(value, str) and 0 < len(value) <= 128:
+        if key == header and isinstance(value, str) and 0 < len(value) <= 128:
             return value
-    return uuid.uuid4().hex[:16]
+    return None
+
+
+def _request_id_from(details: grpc.HandlerCallDetails) -> str:
+    return _metadata_value(details, REQUEST_ID_HEADER) or uuid.uuid4().hex[:16]
 
 
 class _CallTracker:
@@ -120,11 +125,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method.rsplit("/", 1)[-1]
         request_id = _request_id_from(handler_call_details)
+        # Calls a worker makes for a job carry its id, so this service's lines about it name the job too.
+        job_id = _metadata_value(handler_call_details, JOB_ID_HEADER)
         metrics = self._metrics
 
         def unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 token = request_id_var.set(request_id)
+                job_token = job_id_var.set(job_id)
                 call = _CallTracker(method, request_id, metrics)
                 try:
                     return await behavior(request, context)
@@ -132,6 +140,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                     await call.fail(exc, context)
                 finally:
                     call.finish()
+                    job_id_var.reset(job_token)
                     request_id_var.reset(token)
 
             return wrapped
@@ -139,6 +148,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         def streaming(behavior: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
             async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
                 request_id_var.set(request_id)
+                job_id_var.set(job_id)
                 call = _CallTracker(method, request_id, metrics)
                 stream = behavior(request, context)
                 try:

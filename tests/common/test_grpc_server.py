@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from services.common import errors
 from services.common.grpc_client import check_health, open_channel
 from services.common.grpc_server import GrpcServer, RpcMetrics, start_grpc_server
-from services.common.logs import request_id_var
+from services.common.logs import job_id_var, request_id_var
 
 SERVICE = "dreamforge.v1.StorageService"
 
@@ -31,8 +31,10 @@ class _Servicer(storage_pb2_grpc.StorageServiceServicer):
             raise errors.NotFound("story 'missing' does not exist")
         if request.story_id == "boom":
             raise RuntimeError("a bug with a secret inside")
-        # Echo the request id this call runs under, to prove it travelled.
-        return storage_pb2.GetStoryResponse(manifest=storage_pb2.StoryManifest(title=request_id_var.get() or ""))
+        # Echo the ids this call runs under, to prove they travelled.
+        return storage_pb2.GetStoryResponse(
+            manifest=storage_pb2.StoryManifest(title=request_id_var.get() or "", prompt=job_id_var.get() or "")
+        )
 
     async def GetAsset(
         self, request: storage_pb2.GetAssetRequest, context: object
@@ -124,6 +126,20 @@ async def test_request_id_travels_from_client_context_to_server(server: tuple[Gr
     finally:
         request_id_var.reset(token)
     assert reply.manifest.title == "req-from-gateway"
+    assert reply.manifest.prompt == ""
+
+
+async def test_job_id_travels_with_calls_made_for_a_job(server: tuple[GrpcServer, CollectorRegistry]) -> None:
+    handle, _ = server
+    token = job_id_var.set("0193a4b2-0000-7000-8000-000000000001")
+    try:
+        async with open_channel(f"127.0.0.1:{handle.port}") as channel:
+            reply = await storage_pb2_grpc.StorageServiceStub(channel).GetStory(
+                storage_pb2.GetStoryRequest(story_id="x")
+            )
+    finally:
+        job_id_var.reset(token)
+    assert reply.manifest.prompt == "0193a4b2-0000-7000-8000-000000000001"
 
 
 async def test_health_follows_set_serving(server: tuple[GrpcServer, CollectorRegistry]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from services.cli.launcher import run_stack
@@ -19,6 +22,7 @@ from services.cli.stack_settings import StackSettings
 from services.common import redis_server
 from tests.support.launcher import (
     ROOT,
+    LaunchedStack,
     is_alive,
     launched_stack,
     stack_environment,
@@ -167,3 +171,56 @@ def test_no_redis_anywhere_says_how_to_get_one(tmp_path: Path, monkeypatch: pyte
     assert asyncio.run(run_stack(settings, out=out)) == 1
     assert "No Redis found" in out.getvalue()
     assert "REDIS_URL" in out.getvalue()
+
+
+def _service_records(stack: LaunchedStack, service: str) -> list[dict[str, Any]]:
+    records = []
+    for line in stack.lines:
+        name, sep, rest = line.partition("|")
+        if sep and name.strip() == service and rest.strip().startswith("{"):
+            records.append(json.loads(rest))
+    return records
+
+
+def test_json_logs_carry_request_and_job_ids_but_never_the_whole_prompt(tmp_path: Path) -> None:
+    prompt = "a lighthouse keeper who befriends a whale named Marguerite and teaches her to read the tides"
+    with launched_stack(tmp_path / "data", LOG_FORMAT="json") as stack, stack.client() as client:
+        submitted = client.post("/api/v1/stories", json={"prompt": prompt}, headers={"X-Request-ID": "trace-submit"})
+        assert submitted.headers["X-Request-ID"] == "trace-submit"
+        job_id = submitted.json()["job"]["id"]
+        assert wait_for_job(client, job_id)["state"] == "succeeded"
+        missing = client.get(
+            "/api/v1/stories/0193a4b2-0000-7000-8000-000000000001", headers={"X-Request-ID": "trace-404"}
+        )
+        assert missing.status_code == 404
+    every_line = [line.partition("|")[2] for line in stack.lines if not line.startswith("stack")]
+    assert every_line and all(line.strip().startswith("{") for line in every_line), "a service wrote a non-JSON line"
+    generator, storage = _service_records(stack, "generator"), _service_records(stack, "storage")
+    # The gateway's request id reached the generator (submit) and storage (the failed read) through gRPC.
+    assert any(r.get("request_id") == "trace-submit" for r in generator)
+    assert any(r.get("request_id") == "trace-404" and "NOT_FOUND" in r["message"] for r in storage)
+    # Every service logged something about the job under its id, storage included.
+    assert any(r.get("job_id") == job_id for r in generator)
+    assert any(r.get("job_id") == job_id for r in storage)
+    # A short preview of the prompt at most, never all of it.
+    assert prompt not in stack.output()
+    assert "teaches her to read the tides" not in stack.output()
+
+
+def test_every_service_serves_its_metrics(tmp_path: Path) -> None:
+    with launched_stack(tmp_path / "data") as stack, stack.client() as client:
+        job = client.post("/api/v1/stories", json={"prompt": "a crab who collects moonlight"}).json()["job"]
+        assert wait_for_job(client, job["id"])["state"] == "succeeded"
+        gateway = client.get("/metrics").text
+        storage = httpx.get(f"http://{stack.env['STORAGE_METRICS_ADDR']}/metrics", timeout=10).text
+        generator = httpx.get(f"http://{stack.env['GENERATOR_METRICS_ADDR']}/metrics", timeout=10).text
+    for name in ("dreamforge_http_requests_total", "dreamforge_http_request_duration_seconds_bucket",
+                 "dreamforge_jobs_submitted_total"):  # fmt: skip
+        assert name in gateway, name
+    for name in ("dreamforge_rpc_duration_seconds_bucket", 'method="CommitStory"',
+                 "dreamforge_storage_backend_seconds_bucket", "dreamforge_storage_index_entries_total"):  # fmt: skip
+        assert name in storage, name
+    for name in ("dreamforge_queue_depth", 'dreamforge_jobs_finished_total{state="succeeded"}',
+                 "dreamforge_job_stage_seconds_bucket", "dreamforge_model_call_seconds_bucket",
+                 'method="SubmitJob"'):  # fmt: skip
+        assert name in generator, name
