@@ -111,12 +111,33 @@ class Env:
             return False
         raise ConfigError(f"Config '{name}' must be true or false, got {value!r}")
 
+    def log_format(self) -> str:
+        return self.choice("LOG_FORMAT", "text", LOG_FORMATS)
+
+    def log_level(self) -> str:
+        """``LOG_LEVEL`` as the logging module spells it (``INFO``)."""
+        return self.choice("LOG_LEVEL", "info", LOG_LEVELS).upper()
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default).lower()
         if value not in choices:
             allowed = ", ".join(choices)
             raise ConfigError(f"Config '{name}' must be one of {allowed}; got {value!r}")
         return value
+
+
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for logs: ``redis://user:secret@host`` -> ``redis://user:****@host``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}://{user + ':' if user else ''}****@{host}"
 
 
 def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:

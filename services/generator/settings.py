@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
-from services.common.config import ConfigError, Env, Secret, mask, split_host_port
+from services.common.config import ConfigError, Env, Secret, mask, redact_url, split_host_port
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +124,8 @@ class Settings:
             storage_timeout_seconds=env.number("STORAGE_TIMEOUT_SECONDS", cls.storage_timeout_seconds, minimum=1),
             redis_prefix=env.text("GENERATOR_REDIS_PREFIX", cls.redis_prefix),
             metrics_addr=env.optional("GENERATOR_METRICS_ADDR"),
-            log_format=env.choice("LOG_FORMAT", "text", ("text", "json")),
-            log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
+            log_format=env.log_format(),
+            log_level=env.log_level(),
         )
 
     def describe(self) -> dict[str, object]:
@@ -134,19 +134,10 @@ class Settings:
         for item in fields(self):
             value = getattr(self, item.name)
             described[item.name] = mask(value) if isinstance(value, Secret) else value
-        described["redis_url"] = _without_password(self.redis_url)
+        described["redis_url"] = redact_url(self.redis_url)
         described["text_engine"] = f"{self.text_engine} -> {self.resolved_text_engine}"
         described["image_engine"] = f"{self.image_engine} -> {self.resolved_image_engine}"
         return described
 
     def log_resolved(self) -> None:
         log.info("configuration: %s", " ".join(f"{key}={value}" for key, value in self.describe().items()))
-
-
-def _without_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user + ':' if user else ':'}***@{host}"

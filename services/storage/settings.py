@@ -6,12 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.config import ConfigError, Env, Secret, mask, split_host_port
+from services.common.config import ConfigError, Env, Secret, mask, redact_url, split_host_port
 
 BACKENDS = ("auto", "local", "pinata")
 NETWORKS = ("public", "private")
-LOG_FORMATS = ("text", "json")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_MAX_ASSET_BYTES = 50 * 1024 * 1024
 
 
@@ -72,8 +70,8 @@ class Settings:
             backend=backend,
             max_asset_bytes=env.integer("MAX_ASSET_BYTES", DEFAULT_MAX_ASSET_BYTES, minimum=1),
             metrics_addr=metrics_addr,
-            log_format=env.choice("LOG_FORMAT", "text", LOG_FORMATS),
-            log_level=env.choice("LOG_LEVEL", "info", LOG_LEVELS).upper(),
+            log_format=env.log_format(),
+            log_level=env.log_level(),
             index_group_name=env.text("PINATA_INDEX_GROUP_NAME", "DREAMFORGE"),
             pinata_jwt=jwt,
             pinata_gateway=env.text("PINATA_GATEWAY", ""),
@@ -90,7 +88,7 @@ class Settings:
         described = {
             "STORAGE_ADDR": self.storage_addr,
             "DATA_DIR": str(self.data_dir),
-            "REDIS_URL": _hide_password(self.redis_url),
+            "REDIS_URL": redact_url(self.redis_url),
             "STORAGE_BACKEND": self.backend,
             "MAX_ASSET_BYTES": str(self.max_asset_bytes),
             "STORAGE_METRICS_ADDR": self.metrics_addr or "(off)",
@@ -112,12 +110,3 @@ class Settings:
                 }
             )
         return described
-
-
-def _hide_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0] if ":" in credentials else ""
-    return f"{scheme}://{user + ':' if user else ''}****@{host}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.config import ConfigError, Env, Secret, mask, split_host_port
+from services.common.config import ConfigError, Env, Secret, mask, redact_url, split_host_port
 
 
 def test_missing_required_setting_names_the_variable() -> None:
@@ -46,3 +46,16 @@ def test_host_port_parsing() -> None:
     assert split_host_port("STORAGE_ADDR", "[::1]:7") == ("::1", 7)
     with pytest.raises(ConfigError, match="host:port"):
         split_host_port("STORAGE_ADDR", "localhost")
+
+
+def test_urls_lose_their_password_before_they_are_logged() -> None:
+    assert redact_url("redis://user:s3cret@redis:6379/1") == "redis://user:****@redis:6379/1"
+    assert redact_url("redis://:s3cret@redis:6379/0") == "redis://****@redis:6379/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_log_settings_are_checked_and_spelled_for_logging() -> None:
+    assert Env({"LOG_LEVEL": "Warning"}).log_level() == "WARNING"
+    assert Env({}).log_format() == "text"
+    with pytest.raises(ConfigError, match="LOG_FORMAT"):
+        Env({"LOG_FORMAT": "xml"}).log_format()
